@@ -1,0 +1,10 @@
+using Iced.Intel;
+
+namespace ActorVm.Hardware.Cpu.Instructions;
+
+internal static unsafe class SystemOps
+{
+    public static void Register(InstructionTable.Builder b)
+    {
+    }
+}
