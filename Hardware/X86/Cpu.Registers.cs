@@ -1,0 +1,189 @@
+using System.Runtime.CompilerServices;
+using Iced.Intel;
+
+namespace ActorVm.Hardware.X86;
+
+public static class Cr0Bits
+{
+    public const ulong PE = 1, MP = 2, EM = 4, TS = 8, ET = 0x10, NE = 0x20, WP = 0x10000, AM = 0x40000, NW = 0x20000000, CD = 0x40000000, PG = 0x80000000;
+}
+
+public static class Cr4Bits
+{
+    public const ulong VME = 1, PVI = 2, TSD = 4, DE = 8, PSE = 0x10, PAE = 0x20, MCE = 0x40, PGE = 0x80, PCE = 0x100, OSFXSR = 0x200, OSXMMEXCPT = 0x400, UMIP = 0x800, FSGSBASE = 0x10000, PCIDE = 0x20000, OSXSAVE = 0x40000, SMEP = 0x100000, SMAP = 0x200000;
+}
+
+public static class EferBits
+{
+    public const ulong SCE = 1, LME = 0x100, LMA = 0x400, NXE = 0x800;
+}
+
+public static class MsrApicBase
+{
+    public const ulong Bsp = 1 << 8, X2Apic = 1 << 10, Enable = 1 << 11;
+}
+
+public sealed partial class Cpu
+{
+    /// <summary>RAX, RCX, RDX, RBX, RSP, RBP, RSI, RDI, R8-R15 (encoding order).</summary>
+    public readonly ulong[] Gpr = new ulong[16];
+
+    public readonly Segment[] Seg = new Segment[6];
+
+    public readonly ulong[] Dr = new ulong[4];
+
+    /// <summary>XMM0-15 as two 64-bit halves each.</summary>
+    public readonly UInt128[] Xmm = new UInt128[16];
+
+    public readonly FpuState Fpu = new();
+
+    public readonly MsrFile Msrs = new();
+
+    public ulong Rip;
+    public ulong Cr0, Cr2, Cr3, Cr4, Efer;
+    public ulong Dr6, Dr7;
+    public uint Mxcsr;
+    public DescriptorTable Gdtr, Idtr;
+    public Segment Ldtr, Tr;
+
+    /// <summary>IA32_APIC_BASE; owned here because CPUID.1:EDX.APIC tracks its enable bit.</summary>
+    public ulong ApicBase;
+
+    /// <summary>TPR mirror read and written by MOV CR8 (CR8 = TPR[7:4]); the LAPIC owns the truth.</summary>
+    public ulong Cr8;
+
+    /// <summary>Code-segment default size in bits: 16, 32 or 64 (what the decoder is created with).</summary>
+    public int Bitness { get; private set; }
+
+    /// <summary>Stack-address size in bytes (SS.B, or 8 in 64-bit mode).</summary>
+    public int StackSize { get; private set; }
+
+    public int Cpl => Seg[(int)SegReg.CS].Selector & 3 & (ProtectedMode ? 3 : 0);
+
+    public bool ProtectedMode => (Cr0 & Cr0Bits.PE) != 0;
+    public bool PagingEnabled => (Cr0 & Cr0Bits.PG) != 0;
+    public bool LongModeActive => (Efer & EferBits.LMA) != 0;
+    public bool Is64BitMode => Bitness == 64;
+
+    /// <summary>True while halted (HLT retired and nothing has woken it).</summary>
+    public bool Halted { get; set; }
+
+    /// <summary>
+    /// Recomputes the execution mode after anything that can change it (CR0, EFER, CS, SS).
+    /// Ends the current block so the next instruction is decoded for the new mode.
+    /// </summary>
+    public void UpdateMode()
+    {
+        ref var cs = ref Seg[(int)SegReg.CS];
+        Bitness = !ProtectedMode ? 16 : LongModeActive && cs.Long ? 64 : cs.Big ? 32 : 16;
+        StackSize = Bitness == 64 ? 8 : ProtectedMode && Seg[(int)SegReg.SS].Big ? 4 : 2;
+        if (!ProtectedMode)
+        {
+            // Real mode: CPL 0 whatever the selector's low bits say.
+            cs.Attributes = (ushort)(cs.Attributes & ~0x60);
+        }
+
+        _breakBlock = true;
+    }
+
+    // ---- register access by Iced register ----
+
+    private static readonly int RegisterCount = (int)Enum.GetValues<Register>().Max() + 1;
+    private static readonly byte[] RegIndex = BuildRegIndex();
+    private static readonly byte[] RegSize = BuildRegSize();
+
+    private static byte[] BuildRegIndex()
+    {
+        var t = new byte[RegisterCount];
+        for (var r = Register.AL; r <= Register.R15; r++)
+        {
+            t[(int)r] = r switch
+            {
+                >= Register.AH and <= Register.BH => (byte)(r - Register.AH),
+                >= Register.AL and <= Register.R15L => (byte)(r - Register.AL),
+                >= Register.AX and <= Register.R15W => (byte)(r - Register.AX),
+                >= Register.EAX and <= Register.R15D => (byte)(r - Register.EAX),
+                _ => (byte)(r - Register.RAX),
+            };
+        }
+
+        return t;
+    }
+
+    private static byte[] BuildRegSize()
+    {
+        var t = new byte[RegisterCount];
+        for (var r = Register.AL; r <= Register.R15; r++)
+        {
+            t[(int)r] = r switch
+            {
+                >= Register.AH and <= Register.BH => 0, // high byte marker
+                >= Register.AL and <= Register.R15L => 1,
+                >= Register.AX and <= Register.R15W => 2,
+                >= Register.EAX and <= Register.R15D => 4,
+                _ => 8,
+            };
+        }
+
+        return t;
+    }
+
+    /// <summary>Reads a general-purpose register of any width (AH..BH included), zero-extended.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public ulong ReadReg(Register r)
+    {
+        var i = RegIndex[(int)r];
+        return RegSize[(int)r] switch
+        {
+            1 => (byte)Gpr[i],
+            2 => (ushort)Gpr[i],
+            4 => (uint)Gpr[i],
+            8 => Gpr[i],
+            _ => (byte)(Gpr[i] >> 8),
+        };
+    }
+
+    /// <summary>
+    /// Writes a general-purpose register with x86's width rules: 8/16-bit writes merge, 32-bit
+    /// writes zero-extend to 64 bits (SDM vol. 1 3.4.1.1).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public void WriteReg(Register r, ulong value)
+    {
+        var i = RegIndex[(int)r];
+        ref var g = ref Gpr[i];
+        switch (RegSize[(int)r])
+        {
+            case 1: g = (g & ~0xFFUL) | (byte)value; break;
+            case 2: g = (g & ~0xFFFFUL) | (ushort)value; break;
+            case 4: g = (uint)value; break;
+            case 8: g = value; break;
+            default: g = (g & ~0xFF00UL) | ((ulong)(byte)value << 8); break;
+        }
+    }
+
+    /// <summary>Width in bytes of a general-purpose register (1 for AH..BH).</summary>
+    public static int RegisterWidth(Register r) => RegSize[(int)r] == 0 ? 1 : RegSize[(int)r];
+
+    /// <summary>Writes a register selected by encoding index and width (string ops, MUL/DIV, PUSHA).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public void WriteGpr(int index, int size, ulong value)
+    {
+        ref var g = ref Gpr[index];
+        g = size switch
+        {
+            1 => (g & ~0xFFUL) | (byte)value,
+            2 => (g & ~0xFFFFUL) | (ushort)value,
+            4 => (uint)value,
+            _ => value,
+        };
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public ulong ReadGpr(int index, int size) => Gpr[index] & SizeMask(size);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static ulong SizeMask(int size) => size >= 8 ? ulong.MaxValue : (1UL << (size * 8)) - 1;
+
+    public const int RAX = 0, RCX = 1, RDX = 2, RBX = 3, RSP = 4, RBP = 5, RSI = 6, RDI = 7;
+}

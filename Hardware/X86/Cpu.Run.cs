@@ -1,0 +1,232 @@
+using System.Runtime.CompilerServices;
+using Iced.Intel;
+
+namespace ActorVm.Hardware.X86;
+
+/// <summary>
+/// The slice loop: the interpreter's VM-entry. Runs decoded blocks until something needs the
+/// run loop (an exit), polling the kick line and the preemption-timer deadline at every block
+/// boundary. Instructions that need the outside world (IN/OUT, RDMSR/WRMSR, CPUID, HLT, MMIO to
+/// the APIC or to no device) stop before retiring and exit; the handler finishes them with
+/// <see cref="Complete"/>, which replays the instruction with the supplied value, as KVM's
+/// handlers complete an exit before the next entry.
+/// </summary>
+public sealed unsafe partial class Cpu
+{
+    /// <summary>How often (in retired instructions) the slice reads the clock for the preemption timer.</summary>
+    public const int DeadlineCheckInterval = 256;
+
+    private bool _breakBlock;
+    private bool _shadowRenewed;
+    private VmExit? _pendingExit;
+    private ulong _instrStart;
+    private long _sliceRetired;
+    private readonly DecodeCache _decodeCache = new();
+
+    /// <summary>True while an instruction waits for <see cref="Complete"/> (its exit has not been handled).</summary>
+    public bool HasPendingInstruction { get; private set; }
+
+    /// <summary>Instructions decoded so far (decode-cache misses), for statistics.</summary>
+    public long InstructionsDecoded => _decodeCache.Decoded;
+
+    /// <summary>
+    /// Runs the guest until a VM-exit. Delivers <see cref="VmEntry.Injection"/> first; a zero
+    /// preemption deadline then exits 52 before any instruction retires.
+    /// </summary>
+    public VmExit Run(in VmEntry entry)
+    {
+        if (HasPendingInstruction)
+        {
+            throw new InvalidOperationException("VM-entry with an exit still to be completed");
+        }
+
+        _sliceRetired = 0;
+        if (entry.Injection is { } injection && !TryDeliver(injection, out var shutdown))
+        {
+            return shutdown;
+        }
+
+        var deadline = entry.PreemptionDeadlineTsc;
+        if (deadline == 0)
+        {
+            return ExitNow(ExitReason.PreemptionTimer);
+        }
+
+        var budget = entry.InstructionBudget;
+        var nextDeadlineCheck = deadline == ulong.MaxValue ? long.MaxValue : 0;
+        while (true)
+        {
+            if (ModeWord.Read() == ModeWord.ExitingGuestMode)
+            {
+                return ExitNow(ExitReason.ExternalInterrupt);
+            }
+
+            if (entry.InterruptWindowExiting && IF && !InterruptShadow)
+            {
+                return ExitNow(ExitReason.InterruptWindow);
+            }
+
+            if (entry.NmiWindowExiting && !NmiBlocked && !InterruptShadow)
+            {
+                return ExitNow(ExitReason.NmiWindow);
+            }
+
+            if (_sliceRetired >= nextDeadlineCheck)
+            {
+                if (Clock.ReadTsc() >= deadline)
+                {
+                    return ExitNow(ExitReason.PreemptionTimer);
+                }
+
+                nextDeadlineCheck = _sliceRetired + DeadlineCheckInterval;
+            }
+
+            if (_sliceRetired >= budget)
+            {
+                // The host's time slice ran out: leave as a host interrupt would.
+                return ExitNow(ExitReason.ExternalInterrupt);
+            }
+
+            if (Step(InterruptShadow ? 1 : int.MaxValue) is { } exit)
+            {
+                return exit;
+            }
+        }
+    }
+
+    /// <summary>
+    /// Finishes the instruction that caused the last exit, with the value the handler produced
+    /// (IN data, RDMSR result, MMIO read data; ignored for writes). Returns null when it retired
+    /// (or, for a long REP string instruction, made progress), or the next exit it ran into.
+    /// </summary>
+    public VmExit? Complete(params ReadOnlySpan<ulong> values)
+    {
+        if (!HasPendingInstruction)
+        {
+            throw new InvalidOperationException("no exit to complete");
+        }
+
+        foreach (var v in values)
+        {
+            _mmioCompletions.Add(v);
+        }
+
+        if (values.Length == 0)
+        {
+            _mmioCompletions.Add(0);
+        }
+
+        HasPendingInstruction = false;
+        _mmioReplay = 0;
+        var retiredBefore = _sliceRetired;
+        var exit = Step(1);
+        RetireMmio();
+        return exit is { } e ? e with { InstructionsRetired = _sliceRetired - retiredBefore } : null;
+    }
+
+    /// <summary>
+    /// Abandons the instruction that caused the last exit: it will be executed afresh on the
+    /// next entry (used when the handler injects an exception at that instruction instead,
+    /// e.g. #GP for an unknown MSR).
+    /// </summary>
+    public void AbandonPendingInstruction()
+    {
+        HasPendingInstruction = false;
+        RetireMmio();
+    }
+
+    private VmExit ExitNow(ExitReason reason) => new(reason, InstructionsRetired: _sliceRetired);
+
+    /// <summary>Runs up to one block (at most <paramref name="maxInstructions"/>); returns an exit or null.</summary>
+    private VmExit? Step(int maxInstructions)
+    {
+        var shadowBefore = InterruptShadow;
+        _shadowRenewed = false;
+        try
+        {
+            var block = _decodeCache.Lookup(this);
+            var instructions = block.Instructions;
+            var handlers = block.Handlers;
+            var n = Math.Min(instructions.Length, maxInstructions);
+            _breakBlock = false;
+            for (var i = 0; i < n; i++)
+            {
+                ref var ins = ref instructions[i];
+                _instrStart = Rip;
+                Rip = ins.NextIP;
+                ((delegate*<Cpu, ref Instruction, void>)handlers[i])(this, ref ins);
+                if (_pendingExit is { } exit)
+                {
+                    _pendingExit = null;
+                    Rip = _instrStart;
+                    HasPendingInstruction = true;
+                    return exit with { InstructionsRetired = _sliceRetired };
+                }
+
+                _sliceRetired++;
+                InstructionsRetired++;
+                if (_breakBlock)
+                {
+                    break;
+                }
+            }
+
+            if (shadowBefore && !_shadowRenewed)
+            {
+                InterruptShadow = false;
+            }
+
+            return null;
+        }
+        catch (GuestFault fault)
+        {
+            Rip = _instrStart;
+            InterruptShadow = false;
+            return TryDeliverFault(fault, out var shutdown) ? null : shutdown;
+        }
+        catch (MmioExit mmio)
+        {
+            Rip = _instrStart;
+            HasPendingInstruction = true;
+            return mmio.Exit with { InstructionsRetired = _sliceRetired };
+        }
+    }
+
+    /// <summary>Called by an instruction handler that needs the outside world; the instruction does not retire.</summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    internal bool TakeCompletion(out ulong value)
+    {
+        if (_mmioReplay < _mmioCompletions.Count)
+        {
+            value = _mmioCompletions[_mmioReplay++];
+            return true;
+        }
+
+        value = 0;
+        return false;
+    }
+
+    /// <summary>Requests an exit from inside a handler; the handler must return without side effects.</summary>
+    internal void RequestExit(in VmExit exit)
+    {
+        _pendingExit = exit;
+        _breakBlock = true;
+    }
+
+    /// <summary>STI (with IF=0) and MOV SS/POP SS block interrupts until the next instruction retires (SDM 6.8.3).</summary>
+    internal void SetInterruptShadow()
+    {
+        InterruptShadow = true;
+        _shadowRenewed = true;
+        _breakBlock = true;
+    }
+
+    /// <summary>Ends the current block after this instruction (mode changes, self-modifying code).</summary>
+    internal void BreakBlock() => _breakBlock = true;
+
+    /// <summary>The RIP of the instruction being executed.</summary>
+    internal ulong InstructionStart => _instrStart;
+
+    /// <summary>Drops every cached decode (mode switch that changes how bytes decode is handled by keys; this is for tests).</summary>
+    public void FlushDecodeCache() => _decodeCache.Clear();
+}

@@ -1,0 +1,177 @@
+using Iced.Intel;
+using ActorVm.Hardware.Memory;
+
+namespace ActorVm.Hardware.X86;
+
+/// <summary>A run of decoded instructions starting at one guest-physical address.</summary>
+internal sealed class Block
+{
+    public required ulong Phys;
+    public required ulong Rip;
+    public required int Bitness;
+    public required ulong Page1;
+    public required int Gen1;
+    /// <summary>Second page when the last instruction straddles a page boundary, else ulong.MaxValue.</summary>
+    public required ulong Page2;
+    public required int Gen2;
+    public required Instruction[] Instructions;
+    public required nint[] Handlers;
+}
+
+/// <summary>
+/// Per-vCPU cache of decoded blocks keyed by guest-physical address. A block stays valid while
+/// the code generation of its page(s) is unchanged: any store to a page holding decoded code
+/// (self-modifying code, a trampoline copied into place, another vCPU's write) moves that
+/// generation on (<see cref="GuestMemory.NoteWrite"/>), and the block is decoded again.
+/// </summary>
+internal sealed class DecodeCache
+{
+    private const int MaxBlockInstructions = 64;
+
+    private readonly Dictionary<ulong, Block> _blocks = [];
+    private Block? _last;
+
+    public long Decoded { get; private set; }
+
+    public void Clear()
+    {
+        _blocks.Clear();
+        _last = null;
+    }
+
+    public Block Lookup(Cpu cpu)
+    {
+        var rip = cpu.Rip;
+        var la = cpu.Linear(SegReg.CS, rip);
+        var pa = cpu.Translate(la, AccessKind.Execute);
+        var mem = cpu.Memory;
+        var b = _last;
+        if (b is null || b.Phys != pa)
+        {
+            _blocks.TryGetValue(pa, out b);
+        }
+
+        if (b is not null && b.Rip == rip && b.Bitness == cpu.Bitness
+            && mem.CodeGeneration(b.Page1) == b.Gen1
+            && (b.Page2 == ulong.MaxValue || mem.CodeGeneration(b.Page2) == b.Gen2))
+        {
+            _last = b;
+            return b;
+        }
+
+        b = Decode(cpu, rip, la, pa);
+        _blocks[pa] = b;
+        _last = b;
+        return b;
+    }
+
+    private Block Decode(Cpu cpu, ulong rip, ulong la, ulong pa)
+    {
+        var mem = cpu.Memory;
+        if (!mem.IsRam(pa, 1) || cpu.IsApicPage(pa))
+        {
+            // Executing from MMIO is not modelled: fail loudly with #UD at that address.
+            return Single(cpu, rip, pa, InstructionTable.Unsupported(Code.INVALID));
+        }
+
+        var page1 = pa >> GuestMemory.PageShift;
+        var gen1 = mem.MarkCode(page1);
+        var reader = new GuestCodeReader(cpu, la);
+        var decoder = Decoder.Create(cpu.Bitness, reader, rip, DecoderOptions.NoInvalidCheck);
+        var list = new List<Instruction>(16);
+        var page2 = ulong.MaxValue;
+        var gen2 = 0;
+        while (list.Count < MaxBlockInstructions)
+        {
+            var startOffset = reader.Offset;
+            decoder.Decode(out var ins);
+            if (reader.Faulted)
+            {
+                if (list.Count == 0)
+                {
+                    // The very first instruction cannot be fetched: raise the fetch fault.
+                    cpu.Translate(la + (ulong)reader.Offset, AccessKind.Execute);
+                    throw new GuestFault(Vector.PF, 0);
+                }
+
+                break;
+            }
+
+            var endLa = la + (ulong)reader.Offset - 1;
+            if ((endLa >> 12) != (la >> 12))
+            {
+                if (list.Count > 0 && ((la + (ulong)startOffset) >> 12) != (la >> 12))
+                {
+                    break;
+                }
+
+                var pa2 = cpu.Translate(endLa, AccessKind.Execute);
+                page2 = pa2 >> GuestMemory.PageShift;
+                gen2 = mem.MarkCode(page2);
+                list.Add(ins);
+                break;
+            }
+
+            list.Add(ins);
+            if (ins.FlowControl != FlowControl.Next || ins.Code == Code.INVALID || (endLa & 0xFFF) == 0xFFF)
+            {
+                break;
+            }
+        }
+
+        Decoded += list.Count;
+        var instructions = list.ToArray();
+        var handlers = new nint[instructions.Length];
+        for (var i = 0; i < instructions.Length; i++)
+        {
+            handlers[i] = InstructionTable.Handler(instructions[i].Code);
+        }
+
+        return new Block
+        {
+            Phys = pa, Rip = rip, Bitness = cpu.Bitness, Page1 = page1, Gen1 = gen1, Page2 = page2, Gen2 = gen2,
+            Instructions = instructions, Handlers = handlers,
+        };
+    }
+
+    private static Block Single(Cpu cpu, ulong rip, ulong pa, nint handler)
+    {
+        var ins = default(Instruction);
+        ins.IP = rip;
+        ins.Length = 1;
+        return new Block
+        {
+            Phys = pa, Rip = rip, Bitness = cpu.Bitness, Page1 = 0, Gen1 = int.MinValue, Page2 = ulong.MaxValue, Gen2 = 0,
+            Instructions = [ins], Handlers = [handler],
+        };
+    }
+
+    /// <summary>Feeds the decoder from guest memory through the CPU's fetch translation.</summary>
+    private sealed class GuestCodeReader(Cpu cpu, ulong start) : CodeReader
+    {
+        public int Offset { get; private set; }
+
+        public bool Faulted { get; private set; }
+
+        public override int ReadByte()
+        {
+            try
+            {
+                var pa = cpu.Translate(start + (ulong)Offset, AccessKind.Execute);
+                if (!cpu.Memory.IsRam(pa, 1))
+                {
+                    Faulted = true;
+                    return -1;
+                }
+
+                Offset++;
+                return cpu.ReadPhysical(pa, 1) is var b ? (int)b : -1;
+            }
+            catch (GuestFault)
+            {
+                Faulted = true;
+                return -1;
+            }
+        }
+    }
+}

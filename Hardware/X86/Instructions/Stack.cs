@@ -1,0 +1,10 @@
+using Iced.Intel;
+
+namespace ActorVm.Hardware.X86.Instructions;
+
+internal static unsafe class Stack
+{
+    public static void Register(InstructionTable.Builder b)
+    {
+    }
+}

@@ -1,0 +1,20 @@
+namespace ActorVm.Hardware.X86;
+
+/// <summary>
+/// What the run loop hands the interpreter for one entry (one "VM-entry", KVM's vendor vcpu_run).
+/// </summary>
+/// <param name="PreemptionDeadlineTsc">
+/// Guest-TSC value at which the VMX preemption timer fires (exit 52). 0 fires before the first
+/// instruction, after <paramref name="Injection"/> has been delivered (the architectural rule of a
+/// zero timer, SDM 26.7.4). <see cref="ulong.MaxValue"/> means no deadline.
+/// </param>
+/// <param name="Injection">An event to deliver through the IDT/IVT at entry, or null.</param>
+/// <param name="InterruptWindowExiting">Exit 7 as soon as RFLAGS.IF=1 and no STI/MOV-SS shadow.</param>
+/// <param name="NmiWindowExiting">Exit 8 as soon as NMIs are unblocked.</param>
+/// <param name="InstructionBudget">Leave the slice (exit 1, as a host timer tick would) after this many instructions.</param>
+public readonly record struct VmEntry(
+    ulong PreemptionDeadlineTsc = ulong.MaxValue,
+    EventInjection? Injection = null,
+    bool InterruptWindowExiting = false,
+    bool NmiWindowExiting = false,
+    long InstructionBudget = long.MaxValue);
