@@ -13,13 +13,12 @@ public sealed class PciHost : IIoDevice
 
     public void Attach(IoBus bus)
     {
-        bus.Register(AddressPort, 4, this);
+        // Only 0xCF8 itself: a byte access to 0xCF9 is the reset control register (SystemControl).
+        bus.Register(AddressPort, 1, this);
         bus.Register(DataPort, 4, this);
     }
 
-    public uint In(ushort port, int size) => port is >= AddressPort and < AddressPort + 4
-        ? Volatile.Read(ref _address) >> ((port - AddressPort) * 8)
-        : uint.MaxValue;
+    public uint In(ushort port, int size) => port == AddressPort ? Volatile.Read(ref _address) : uint.MaxValue;
 
     public void Out(ushort port, int size, uint value)
     {

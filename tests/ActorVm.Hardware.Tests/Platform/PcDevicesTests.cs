@@ -278,4 +278,22 @@ public class PcDevicesTests
 
         Assert.Equal((255, 45, 1), (lapics, x2apics, ioapics));
     }
+
+    [Fact]
+    public void ThePlatformRoutesPitIrqZeroToIoApicPinTwoAndAnswersOnTheBus()
+    {
+        var sent = new List<InterruptMessage>();
+        using var machine = new Machine(new MachineConfig(VcpuCount: 2, MemoryMiB: 16), new ManualTscClock(Pit8254.Frequency));
+        var pc = new PcPlatform(machine, sent.Add, maxCpus: 2);
+
+        // Pin 2: vector 0x30, unmasked, to APIC 0.
+        pc.IoApic.Write(0x00, 4, 0x14);
+        pc.IoApic.Write(0x10, 4, 0x30);
+        pc.Irqs.SetIrq(0, true);
+        Assert.Equal((byte)0x30, Assert.Single(sent).Vector);
+        Assert.Equal(1, pc.IoApic.Delivered[2]);
+
+        Assert.Equal(2UL, ReadItem(machine.Io, FwCfg.NbCpus, 2));
+        Assert.Equal(0xFFFFFFFFu, machine.Io.In(PciHost.DataPort, 4));
+    }
 }
