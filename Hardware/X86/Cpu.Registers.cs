@@ -83,6 +83,7 @@ public sealed partial class Cpu
             cs.Attributes = (ushort)(cs.Attributes & ~0x60);
         }
 
+        TranslationEpoch++;
         _breakBlock = true;
     }
 

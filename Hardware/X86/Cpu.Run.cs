@@ -142,8 +142,11 @@ public sealed unsafe partial class Cpu
     {
         var shadowBefore = InterruptShadow;
         _shadowRenewed = false;
+        var retired = 0;
         try
         {
+            // A fetch fault on the block's first instruction is a fault at this RIP.
+            _instrStart = Rip;
             var block = _decodeCache.Lookup(this);
             var instructions = block.Instructions;
             var handlers = block.Handlers;
@@ -155,22 +158,25 @@ public sealed unsafe partial class Cpu
                 _instrStart = Rip;
                 Rip = ins.NextIP;
                 ((delegate*<Cpu, ref Instruction, void>)handlers[i])(this, ref ins);
-                if (_pendingExit is { } exit)
-                {
-                    _pendingExit = null;
-                    Rip = _instrStart;
-                    HasPendingInstruction = true;
-                    return exit with { InstructionsRetired = _sliceRetired };
-                }
-
-                _sliceRetired++;
-                InstructionsRetired++;
                 if (_breakBlock)
                 {
+                    if (_pendingExit is { } exit)
+                    {
+                        _pendingExit = null;
+                        Rip = _instrStart;
+                        HasPendingInstruction = true;
+                        Retire(retired);
+                        return exit with { InstructionsRetired = _sliceRetired };
+                    }
+
+                    retired++;
                     break;
                 }
+
+                retired++;
             }
 
+            Retire(retired);
             if (shadowBefore && !_shadowRenewed)
             {
                 InterruptShadow = false;
@@ -180,16 +186,25 @@ public sealed unsafe partial class Cpu
         }
         catch (GuestFault fault)
         {
+            Retire(retired);
             Rip = _instrStart;
             InterruptShadow = false;
             return TryDeliverFault(fault, out var shutdown) ? null : shutdown;
         }
         catch (MmioExit mmio)
         {
+            Retire(retired);
             Rip = _instrStart;
             HasPendingInstruction = true;
             return mmio.Exit with { InstructionsRetired = _sliceRetired };
         }
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private void Retire(int count)
+    {
+        _sliceRetired += count;
+        InstructionsRetired += count;
     }
 
     /// <summary>Called by an instruction handler that needs the outside world; the instruction does not retire.</summary>
