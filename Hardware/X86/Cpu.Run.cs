@@ -23,6 +23,12 @@ public sealed unsafe partial class Cpu
     private long _sliceRetired;
     private readonly DecodeCache _decodeCache = new();
 
+    /// <summary>
+    /// Whether decoding picks the specialised handlers of <see cref="Instructions.FastForms"/>
+    /// (on by default; the equivalence tests turn it off to compare against the generic ones).
+    /// </summary>
+    public bool UseFastForms { get; set; } = true;
+
     /// <summary>True while an instruction waits for <see cref="Complete"/> (its exit has not been handled).</summary>
     public bool HasPendingInstruction { get; private set; }
 

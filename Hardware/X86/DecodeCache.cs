@@ -135,7 +135,9 @@ internal sealed class DecodeCache
         var handlers = new nint[instructions.Length];
         for (var i = 0; i < instructions.Length; i++)
         {
-            handlers[i] = InstructionTable.Handler(instructions[i].Code);
+            handlers[i] = cpu.UseFastForms && Instructions.FastForms.Select(instructions[i]) is var fast and not 0
+                ? fast
+                : InstructionTable.Handler(instructions[i].Code);
         }
 
         return new Block
