@@ -337,6 +337,49 @@ public class ProgramTests
         Assert.Equal(CpuHarness.CodeBase + 2 + 5, pushedRip);
     }
 
+    [Fact]
+    public void RepMovsbIntoUnclaimedMmioExitsPerElementWithConsistentRegisters()
+    {
+        const ulong mmio = 0xF000_0000; // above RAM, no device: EPT_VIOLATION (48) per access
+        using var h = CpuHarness.Create(64);
+        h.LoadBytes(0x2000, [0x10, 0x20, 0x30]);
+        h.Load(a =>
+        {
+            a.mov(esi, 0x2000);
+            a.mov(edi, (uint)mmio);
+            a.mov(ecx, 3);
+            a.rep.movsb();
+            a.hlt();
+        });
+
+        var exit = h.Cpu.Run(new VmEntry(InstructionBudget: 100));
+        var written = new List<ulong>();
+        for (var i = 0; i < 3; i++)
+        {
+            Assert.Equal(ExitReason.EptViolation, exit.Reason);
+            Assert.True(exit.IsWrite);
+            Assert.Equal(mmio + (ulong)i, exit.GuestPhysical);
+            Assert.Equal(0x2000UL + (ulong)i, h.Cpu.Gpr[Cpu.RSI]);
+            Assert.Equal(3UL - (ulong)i, h.Cpu.Gpr[Cpu.RCX]);
+            written.Add(exit.Value);
+            var next = h.Cpu.Complete();
+            if (i < 2)
+            {
+                Assert.NotNull(next);
+                exit = next.Value;
+            }
+            else
+            {
+                Assert.Null(next);
+            }
+        }
+
+        Assert.Equal([0x10UL, 0x20, 0x30], written);
+        Assert.Equal(0UL, h.Cpu.Gpr[Cpu.RCX]);
+        Assert.Equal(mmio + 3, h.Cpu.Gpr[Cpu.RDI]);
+        Assert.Equal(ExitReason.Hlt, h.Run().Reason);
+    }
+
     private sealed class Port : IIoDevice
     {
         private byte _next = 1;
