@@ -72,25 +72,34 @@ public sealed unsafe class DifferentialTests : IDisposable
 
     [Theory]
     [MemberData(nameof(Shifts))]
-    public void ShiftAndRotateByCl(string op, int width)
-    {
-        var bits = width * 8;
-        Compare(op, width, Emit(op, width, A(width), cl), s =>
-        {
-            var count = (int)(s.Rcx & (width == 8 ? 63UL : 31UL));
-            if (count == 0)
-            {
-                return All;
-            }
+    public void ShiftAndRotateByCl(string op, int width) =>
+        Compare(op, width, Emit(op, width, A(width), cl), s => ShiftFlags(op, width, (int)(s.Rcx & (width == 8 ? 63UL : 31UL))));
 
-            var of = count == 1 ? Rflags.OF : 0;
-            return op switch
-            {
-                "shl" or "shr" => Rflags.SF | Rflags.ZF | Rflags.PF | (count <= bits ? Rflags.CF : 0) | of,
-                "sar" => Szpc | of,
-                _ => Rflags.CF | of,
-            };
-        });
+    public static TheoryData<string, int> ShiftsByImmediate => Cases(["shl", "shr", "sar", "rol", "ror", "rcl", "rcr"], [1, 2, 4, 8]);
+
+    /// <summary>The D0/D1 "by 1" forms and the C0/C1 imm8 forms (count 7).</summary>
+    [Theory]
+    [MemberData(nameof(ShiftsByImmediate))]
+    public void ShiftAndRotateByImmediate(string op, int width)
+    {
+        Compare(op + " 1", width, Emit(op, width, A(width), (byte)1), _ => ShiftFlags(op, width, 1));
+        Compare(op + " 7", width, Emit(op, width, A(width), (byte)7), _ => ShiftFlags(op, width, 7));
+    }
+
+    private static ulong ShiftFlags(string op, int width, int count)
+    {
+        if (count == 0)
+        {
+            return All;
+        }
+
+        var of = count == 1 ? Rflags.OF : 0;
+        return op switch
+        {
+            "shl" or "shr" => Rflags.SF | Rflags.ZF | Rflags.PF | (count <= width * 8 ? Rflags.CF : 0) | of,
+            "sar" => Szpc | of,
+            _ => Rflags.CF | of,
+        };
     }
 
     [Theory]
