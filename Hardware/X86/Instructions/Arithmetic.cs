@@ -24,6 +24,7 @@ internal static unsafe class Arithmetic
         b.Add(&Imul, Forms(Mnemonic.Imul));
         b.Add(&Div, Forms(Mnemonic.Div));
         b.Add(&Idiv, Forms(Mnemonic.Idiv));
+        b.Add(&Mulx, Code.VEX_Mulx_r32_r32_rm32, Code.VEX_Mulx_r64_r64_rm64);
         b.Add(&Daa, Code.Daa);
         b.Add(&Das, Code.Das);
         b.Add(&Aaa, Code.Aaa);
@@ -245,6 +246,27 @@ internal static unsafe class Arithmetic
                 break;
             }
         }
+    }
+
+    /// <summary>MULX (BMI2): unsigned rDX × r/m into hi:lo without touching flags; with the same register for both, the high half wins.</summary>
+    private static void Mulx(Cpu cpu, ref Instruction ins)
+    {
+        var size = Cpu.OpSize(ref ins);
+        var src = cpu.ReadOp(ref ins, 2, size);
+        ulong hi, lo;
+        if (size == 8)
+        {
+            hi = Math.BigMul(cpu.Gpr[Cpu.RDX], src, out lo);
+        }
+        else
+        {
+            var r = (uint)cpu.Gpr[Cpu.RDX] * src;
+            hi = r >> 32;
+            lo = (uint)r;
+        }
+
+        cpu.WriteReg(ins.Op1Register, lo);
+        cpu.WriteReg(ins.Op0Register, hi);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]

@@ -31,6 +31,65 @@ internal static unsafe class BitOps
         b.Add(&Blsi, Code.VEX_Blsi_r32_rm32, Code.VEX_Blsi_r64_rm64);
         b.Add(&Blsmsk, Code.VEX_Blsmsk_r32_rm32, Code.VEX_Blsmsk_r64_rm64);
         b.Add(&Blsr, Code.VEX_Blsr_r32_rm32, Code.VEX_Blsr_r64_rm64);
+
+        // BMI2: BZHI, PDEP, PEXT (SHLX/SHRX/SARX/RORX live with the shifts, MULX with MUL).
+        b.Add(&Bzhi, Code.VEX_Bzhi_r32_rm32_r32, Code.VEX_Bzhi_r64_rm64_r64);
+        b.Add(&Pdep, Code.VEX_Pdep_r32_r32_rm32, Code.VEX_Pdep_r64_r64_rm64);
+        b.Add(&Pext, Code.VEX_Pext_r32_r32_rm32, Code.VEX_Pext_r64_r64_rm64);
+    }
+
+    /// <summary>BZHI: zero the bits from index src2[7:0] up; CF = index beyond the operand; ZF, SF from the result.</summary>
+    private static void Bzhi(Cpu cpu, ref Instruction ins)
+    {
+        var size = Cpu.OpSize(ref ins);
+        var src = cpu.ReadOp(ref ins, 1, size);
+        var index = (int)(cpu.ReadReg(ins.Op2Register) & 0xFF);
+        var bits = size * 8;
+        var res = index < bits ? src & ((1UL << index) - 1) : src;
+        cpu.WriteReg(ins.Op0Register, res);
+        SetBmiFlags(cpu, size, res, index > bits - 1);
+    }
+
+    /// <summary>PDEP: deposit the low bits of src1 at the set bits of the mask (no flags).</summary>
+    private static void Pdep(Cpu cpu, ref Instruction ins)
+    {
+        var size = Cpu.OpSize(ref ins);
+        var src = cpu.ReadReg(ins.Op1Register);
+        var mask = cpu.ReadOp(ref ins, 2, size);
+        ulong res = 0;
+        for (ulong bit = 1; mask != 0; bit <<= 1)
+        {
+            var low = mask & (0 - mask);
+            if ((src & bit) != 0)
+            {
+                res |= low;
+            }
+
+            mask &= mask - 1;
+        }
+
+        cpu.WriteReg(ins.Op0Register, res);
+    }
+
+    /// <summary>PEXT: gather the bits of src1 at the set bits of the mask into the low bits (no flags).</summary>
+    private static void Pext(Cpu cpu, ref Instruction ins)
+    {
+        var size = Cpu.OpSize(ref ins);
+        var src = cpu.ReadReg(ins.Op1Register);
+        var mask = cpu.ReadOp(ref ins, 2, size);
+        ulong res = 0;
+        for (ulong bit = 1; mask != 0; bit <<= 1)
+        {
+            var low = mask & (0 - mask);
+            if ((src & low) != 0)
+            {
+                res |= bit;
+            }
+
+            mask &= mask - 1;
+        }
+
+        cpu.WriteReg(ins.Op0Register, res);
     }
 
     /// <summary>Status flags for a BMI1 result: ZF and SF from it, the given CF, OF cleared; AF and PF (undefined) cleared.</summary>

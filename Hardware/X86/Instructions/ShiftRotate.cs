@@ -25,6 +25,44 @@ internal static unsafe class ShiftRotate
         b.Add(&RcrH, Arithmetic.Forms(Mnemonic.Rcr));
         b.Add(&Shld, Arithmetic.Forms(Mnemonic.Shld));
         b.Add(&Shrd, Arithmetic.Forms(Mnemonic.Shrd));
+
+        // BMI2 (CPUID.(EAX=07H,ECX=0):EBX.BMI2[bit 8]): flagless shifts and rotate.
+        b.Add(&Shlx, Code.VEX_Shlx_r32_rm32_r32, Code.VEX_Shlx_r64_rm64_r64);
+        b.Add(&Shrx, Code.VEX_Shrx_r32_rm32_r32, Code.VEX_Shrx_r64_rm64_r64);
+        b.Add(&Sarx, Code.VEX_Sarx_r32_rm32_r32, Code.VEX_Sarx_r64_rm64_r64);
+        b.Add(&Rorx, Code.VEX_Rorx_r32_rm32_imm8, Code.VEX_Rorx_r64_rm64_imm8);
+    }
+
+    private static void Shlx(Cpu cpu, ref Instruction ins)
+    {
+        var size = Cpu.OpSize(ref ins);
+        var count = (int)(cpu.ReadReg(ins.Op2Register) & (size == 8 ? 63UL : 31UL));
+        cpu.WriteReg(ins.Op0Register, (cpu.ReadOp(ref ins, 1, size) << count) & Cpu.SizeMask(size));
+    }
+
+    private static void Shrx(Cpu cpu, ref Instruction ins)
+    {
+        var size = Cpu.OpSize(ref ins);
+        var count = (int)(cpu.ReadReg(ins.Op2Register) & (size == 8 ? 63UL : 31UL));
+        cpu.WriteReg(ins.Op0Register, cpu.ReadOp(ref ins, 1, size) >> count);
+    }
+
+    private static void Sarx(Cpu cpu, ref Instruction ins)
+    {
+        var size = Cpu.OpSize(ref ins);
+        var count = (int)(cpu.ReadReg(ins.Op2Register) & (size == 8 ? 63UL : 31UL));
+        var v = cpu.ReadOp(ref ins, 1, size);
+        var s = size == 8 ? (long)v : (int)v;
+        cpu.WriteReg(ins.Op0Register, (ulong)(s >> count) & Cpu.SizeMask(size));
+    }
+
+    private static void Rorx(Cpu cpu, ref Instruction ins)
+    {
+        var size = Cpu.OpSize(ref ins);
+        var v = cpu.ReadOp(ref ins, 1, size);
+        var c = ins.Immediate8 & (size == 8 ? 63 : 31);
+        var res = size == 8 ? ulong.RotateRight(v, c) : uint.RotateRight((uint)v, c);
+        cpu.WriteReg(ins.Op0Register, res);
     }
 
     private static void ShlH(Cpu cpu, ref Instruction ins) => Shift(cpu, ref ins, Shl);

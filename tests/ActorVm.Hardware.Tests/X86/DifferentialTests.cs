@@ -161,6 +161,28 @@ public sealed unsafe class DifferentialTests : IDisposable
         });
     }
 
+    public static TheoryData<string, int> Bmi2 => Cases(["shlx", "shrx", "sarx", "rorx", "bzhi", "pdep", "pext", "mulx"], [4, 8]);
+
+    [Theory]
+    [MemberData(nameof(Bmi2))]
+    public void Bmi2Forms(string op, int width)
+    {
+        if (!System.Runtime.Intrinsics.X86.Bmi2.IsSupported)
+        {
+            return;
+        }
+
+        var code = op switch
+        {
+            "shlx" or "shrx" or "sarx" or "bzhi" => Emit(op, width, A(width), B(width), C(width)),
+            "rorx" => Emit(op, width, A(width), B(width), (byte)13),
+            _ => Emit(op, width, A(width), B(width), C(width)),
+        };
+        Compare(op, width, code, _ => op == "bzhi" ? Rflags.ZF | Rflags.SF | Rflags.CF | Rflags.OF : All);
+    }
+
+    private static object C(int w) => w switch { 1 => cl, 2 => cx, 4 => ecx, _ => rcx };
+
     private static object A(int w) => w switch { 1 => al, 2 => ax, 4 => eax, _ => rax };
 
     private static object D(int w) => w switch { 1 => dl, 2 => dx, 4 => edx, _ => rdx };
