@@ -24,6 +24,8 @@ internal static unsafe class Arithmetic
         b.Add(&Imul, Forms(Mnemonic.Imul));
         b.Add(&Div, Forms(Mnemonic.Div));
         b.Add(&Idiv, Forms(Mnemonic.Idiv));
+        b.Add(&Adcx, Code.Adcx_r32_rm32, Code.Adcx_r64_rm64);
+        b.Add(&Adox, Code.Adox_r32_rm32, Code.Adox_r64_rm64);
         b.Add(&Mulx, Code.VEX_Mulx_r32_r32_rm32, Code.VEX_Mulx_r64_r64_rm64);
         b.Add(&Daa, Code.Daa);
         b.Add(&Das, Code.Das);
@@ -246,6 +248,34 @@ internal static unsafe class Arithmetic
                 break;
             }
         }
+    }
+
+    /// <summary>ADCX (ADX): unsigned add with carry through CF only; the other flags are unchanged.</summary>
+    private static void Adcx(Cpu cpu, ref Instruction ins)
+    {
+        var size = Cpu.OpSize(ref ins);
+        var a = cpu.ReadReg(ins.Op0Register);
+        var b = cpu.ReadOp(ref ins, 1, size);
+        var c = cpu.CF ? 1UL : 0;
+        var mask = Cpu.SizeMask(size);
+        var res = (a + b + c) & mask;
+        var carry = res < a || (c != 0 && res == a);
+        cpu.WriteReg(ins.Op0Register, res);
+        cpu.SetSomeFlags(Rflags.CF, carry ? Rflags.CF : 0);
+    }
+
+    /// <summary>ADOX (ADX): unsigned add with carry through OF only; the other flags are unchanged.</summary>
+    private static void Adox(Cpu cpu, ref Instruction ins)
+    {
+        var size = Cpu.OpSize(ref ins);
+        var a = cpu.ReadReg(ins.Op0Register);
+        var b = cpu.ReadOp(ref ins, 1, size);
+        var c = cpu.OF ? 1UL : 0;
+        var mask = Cpu.SizeMask(size);
+        var res = (a + b + c) & mask;
+        var carry = res < a || (c != 0 && res == a);
+        cpu.WriteReg(ins.Op0Register, res);
+        cpu.SetSomeFlags(Rflags.OF, carry ? Rflags.OF : 0);
     }
 
     /// <summary>MULX (BMI2): unsigned rDX × r/m into hi:lo without touching flags; with the same register for both, the high half wins.</summary>

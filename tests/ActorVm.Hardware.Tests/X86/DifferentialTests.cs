@@ -181,6 +181,22 @@ public sealed unsafe class DifferentialTests : IDisposable
         Compare(op, width, code, _ => op == "bzhi" ? Rflags.ZF | Rflags.SF | Rflags.CF | Rflags.OF : All);
     }
 
+    public static TheoryData<string, int> Adx => Cases(["adcx", "adox"], [4, 8]);
+
+    [Theory]
+    [MemberData(nameof(Adx))]
+    public void AdxForms(string op, int width)
+    {
+        if (!System.Runtime.Intrinsics.X86.X86Base.IsSupported || !HostHasAdx())
+        {
+            return;
+        }
+
+        Compare(op, width, Emit(op, width, A(width), B(width)), _ => All);
+    }
+
+    private static bool HostHasAdx() => File.Exists("/proc/cpuinfo") && File.ReadAllText("/proc/cpuinfo").Contains(" adx", StringComparison.Ordinal);
+
     private static object C(int w) => w switch { 1 => cl, 2 => cx, 4 => ecx, _ => rcx };
 
     private static object A(int w) => w switch { 1 => al, 2 => ax, 4 => eax, _ => rax };
