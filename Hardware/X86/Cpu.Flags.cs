@@ -84,6 +84,14 @@ public sealed partial class Cpu
         _flags = value ? _flags | flag : _flags & ~flag;
     }
 
+    /// <summary>Replaces the status flags in <paramref name="mask"/> with those in <paramref name="values"/>, keeping the rest (rotates, BT, BSF).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public void SetSomeFlags(ulong mask, ulong values)
+    {
+        Materialize();
+        _flags = (_flags & ~mask) | (values & mask);
+    }
+
     /// <summary>The whole RFLAGS value.</summary>
     public ulong Flags
     {
@@ -98,7 +106,7 @@ public sealed partial class Cpu
     public void SetFlagsRaw(ulong value)
     {
         _lazyOp = FlagOp.None;
-        _flags = (value | Rflags.Reserved1) & 0x3F7FD5;
+        _flags = (value & 0x3F7FD5) | Rflags.Reserved1;
     }
 
     public bool IF => (_flags & Rflags.IF) != 0;

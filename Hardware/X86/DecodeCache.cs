@@ -137,7 +137,7 @@ internal sealed class DecodeCache
         {
             handlers[i] = cpu.UseFastForms && Instructions.FastForms.Select(instructions[i]) is var fast and not 0
                 ? fast
-                : InstructionTable.Handler(instructions[i].Code);
+                : InstructionTable.HandlerFor(instructions[i]);
         }
 
         return new Block

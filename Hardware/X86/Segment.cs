@@ -33,7 +33,7 @@ public struct Segment
     public static Segment FromDescriptor(ushort selector, ulong d)
     {
         var limit = (uint)(d & 0xFFFF) | (uint)((d >> 32) & 0xF0000);
-        var attributes = (ushort)(((d >> 40) & 0xFF) | ((d >> 44) & 0xF000));
+        var attributes = (ushort)((d >> 40) & 0xF0FF);
         if ((attributes & 0x8000) != 0)
         {
             limit = (limit << 12) | 0xFFF;
