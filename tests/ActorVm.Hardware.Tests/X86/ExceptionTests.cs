@@ -450,3 +450,129 @@ public class ExceptionTests
         m.Write64(at + 32, ss);
     }
 }
+
+/// <summary>Privilege transitions in 32-bit protected mode: IRETD to ring 3, INT n through a DPL-3 gate with the TSS stack, and back.</summary>
+public class ExceptionPrivilegeTests
+{
+    [Fact]
+    public void Ring3SoftwareInterruptSwitchesToTheTssStackAndIretdReturns()
+    {
+        using var h = CpuHarness.Create(32);
+        h.HaltingHandlers();
+        h.Descriptor(6, 0x00CFFB000000FFFF); // 0x30 user code32
+        h.Descriptor(7, 0x00CFF3000000FFFF); // 0x38 user data32
+        const ulong tss = SystemHarness.TssBase;
+        h.Descriptor(8, 0x67 | (tss << 16) | (0x89UL << 40));
+        h.Machine.Memory.Write32(tss + 4, 0x6000);
+        h.Machine.Memory.Write32(tss + 8, CpuHarness.Data);
+        h.Put(32, 0x21000, a =>
+        {
+            a.mov(edx, 7);
+            a.iretd();
+        });
+        h.Gate32(0x80, 0x21000, dpl: 3);
+        h.UseIdt(0x81);
+        var userHlt = 0x9000UL + (ulong)SystemHarness.Length(32, a =>
+        {
+            a.mov(ebx, 1);
+            a.@int(0x80);
+            a.mov(ecx, 2);
+        }, 0x9000);
+        h.Put(32, 0x9000, a =>
+        {
+            a.mov(ebx, 1);
+            a.@int(0x80);
+            a.mov(ecx, 2);
+            a.hlt(); // #GP at CPL 3
+        });
+        var m = h.Machine.Memory;
+        m.Write32(0x6F00, 0x9000);
+        m.Write32(0x6F04, 0x33);
+        m.Write32(0x6F08, 0x202);
+        m.Write32(0x6F0C, 0x5000);
+        m.Write32(0x6F10, 0x3B);
+        h.Put(32, CpuHarness.CodeBase, a =>
+        {
+            a.mov(ax, 0x40);
+            a.ltr(ax);
+            a.mov(esp, 0x6F00);
+            a.iretd();
+        });
+        h.Cpu.Rip = CpuHarness.CodeBase;
+
+        h.RunSystem();
+
+        var cpu = h.Cpu;
+        Assert.Equal(Vector.GP, h.HaltedInHandler());
+        Assert.Equal(7UL, cpu.Gpr[Cpu.RDX]);
+        Assert.Equal(2UL, cpu.Gpr[Cpu.RCX]);
+        Assert.Equal(0x6000UL - 24, cpu.Gpr[Cpu.RSP]);
+        Assert.Equal(0u, h.Stack32(0));
+        Assert.Equal((uint)userHlt, h.Stack32(1));
+        Assert.Equal(0x33u, h.Stack32(2));
+        Assert.Equal(0x5000u, h.Stack32(4));
+        Assert.Equal(0x3Bu, h.Stack32(5));
+        Assert.Equal((ushort)0, cpu.Seg[(int)SegReg.DS].Selector); // nulled on the way out to ring 3
+        Assert.Equal(1, cpu.EventsDelivered[0x80]);
+    }
+
+    [Fact]
+    public void Ring3PortAccessFollowsTheTssIoBitmap()
+    {
+        using var h = CpuHarness.Create(32);
+        h.HaltingHandlers();
+        h.Descriptor(6, 0x00CFFB000000FFFF);
+        h.Descriptor(7, 0x00CFF3000000FFFF);
+        const ulong tss = SystemHarness.TssBase;
+        const ulong limit = 0x68 + 32;
+        h.Descriptor(8, limit | (tss << 16) | (0x89UL << 40));
+        var m = h.Machine.Memory;
+        m.Write32(tss + 4, 0x6000);
+        m.Write32(tss + 8, CpuHarness.Data);
+        m.Write16(tss + 0x66, 0x68);
+        for (ulong i = 0; i < 32; i++)
+        {
+            m.Write8(tss + 0x68 + i, i == 0x10 ? (byte)0xFE : (byte)0xFF); // only port 0x80 allowed
+        }
+
+        var second = 0x9000UL + (ulong)SystemHarness.Length(32, a =>
+        {
+            a.mov(al, 5);
+            a.@out(0x80, al);
+        }, 0x9000);
+        h.Put(32, 0x9000, a =>
+        {
+            a.mov(al, 5);
+            a.@out(0x80, al);
+            a.@out(0x81, al);
+        });
+        var seen = new List<uint>();
+        h.Machine.Io.Register(0x80, 2, new Port(seen));
+        m.Write32(0x6F00, 0x9000);
+        m.Write32(0x6F04, 0x33);
+        m.Write32(0x6F08, 0x2);
+        m.Write32(0x6F0C, 0x5000);
+        m.Write32(0x6F10, 0x3B);
+        h.Put(32, CpuHarness.CodeBase, a =>
+        {
+            a.mov(ax, 0x40);
+            a.ltr(ax);
+            a.mov(esp, 0x6F00);
+            a.iretd();
+        });
+        h.Cpu.Rip = CpuHarness.CodeBase;
+
+        h.RunSystem();
+
+        Assert.Equal(Vector.GP, h.HaltedInHandler());
+        Assert.Equal((uint)second, h.Stack32(1));
+        Assert.Equal([5u], seen);
+    }
+
+    private sealed class Port(List<uint> seen) : ActorVm.Hardware.Devices.IIoDevice
+    {
+        public uint In(ushort port, int size) => 0;
+
+        public void Out(ushort port, int size, uint value) => seen.Add(value);
+    }
+}
