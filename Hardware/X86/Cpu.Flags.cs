@@ -98,7 +98,7 @@ public sealed partial class Cpu
     public void SetFlagsRaw(ulong value)
     {
         _lazyOp = FlagOp.None;
-        _flags = (value & 0x3F7FD5) | Rflags.Reserved1; // bit 1 always reads 1
+        _flags = (value & 0x3F7FD5) | Rflags.Reserved1;
     }
 
     public bool IF => (_flags & Rflags.IF) != 0;
