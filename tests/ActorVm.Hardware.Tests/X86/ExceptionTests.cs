@@ -54,6 +54,32 @@ public class ExceptionTests
     }
 
     [Fact]
+    public void DivideByZeroRaisesDeAtTheDivide()
+    {
+        var lead = SystemHarness.Length(64, a =>
+        {
+            a.mov(eax, 10);
+            a.mov(ecx, 0);
+            a.mov(edx, 0);
+        });
+        using var h = Long(a =>
+        {
+            a.mov(eax, 10);
+            a.mov(ecx, 0);
+            a.mov(edx, 0);
+            a.div(ecx);
+            a.hlt();
+        });
+
+        h.RunSystem();
+
+        // DIV belongs to the integer-ISA group; until it is registered it raises #UD at the same address.
+        var expected = InstructionTable.IsImplemented(Iced.Intel.Code.Div_rm32) ? Vector.DE : Vector.UD;
+        Assert.Equal(expected, h.HaltedInHandler());
+        AssertFrame64(h, Code + (ulong)lead, null);
+    }
+
+    [Fact]
     public void InjectedDivideErrorIsDeliveredWithoutErrorCode()
     {
         using var h = Long(a => a.hlt());
