@@ -174,6 +174,22 @@ public class ExceptionTests
     }
 
     [Fact]
+    public void FetchFromANotPresentPageFaultsAtTheTarget()
+    {
+        using var h = Long(a => a.jmp(__tword_ptr[0x7E00]));
+        h.Machine.Memory.Write64(0x7E00, 0x40000);
+        h.Machine.Memory.Write16(0x7E08, CpuHarness.Code64);
+        FourKPages(h, user: false);
+        h.Cpu.Efer |= EferBits.NXE;
+
+        h.RunSystem();
+
+        Assert.Equal(Vector.PF, h.HaltedInHandler());
+        Assert.Equal(0x40000UL, h.Cpu.Cr2);
+        AssertFrame64(h, 0x40000, 0x10); // instruction fetch, not present
+    }
+
+    [Fact]
     public void BadWrmsrRaisesGpAtTheExactInstruction()
     {
         var lead = SystemHarness.Length(64, a =>
