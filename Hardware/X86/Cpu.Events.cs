@@ -82,17 +82,28 @@ public sealed partial class Cpu
             NmiBlocked = true;
         }
 
-        if (!ProtectedMode)
+        // A fault while delivering leaves no trace (SDM 6.15: the second exception is taken
+        // with the state at the first one), so the #DF frame lands on the original stack.
+        var snapshot = Snapshot();
+        try
         {
-            DeliverReal(vector);
+            if (!ProtectedMode)
+            {
+                DeliverReal(vector);
+            }
+            else if (LongModeActive)
+            {
+                DeliverLong(vector, type, errorCode);
+            }
+            else
+            {
+                DeliverProtected(vector, type, errorCode);
+            }
         }
-        else if (LongModeActive)
+        catch (GuestFault)
         {
-            DeliverLong(vector, type, errorCode);
-        }
-        else
-        {
-            DeliverProtected(vector, type, errorCode);
+            Restore(snapshot);
+            throw;
         }
 
         EventsDelivered[vector]++;
@@ -260,14 +271,13 @@ public sealed partial class Cpu
 
         // The frame is 16-byte aligned and always holds SS:RSP (SDM 6.14.2).
         newRsp &= ~0xFUL;
-        var frame = new[] { (ulong)oldSs, oldRsp, oldFlags, oldCs, Rip };
         var push = errorCode is { } && type == EventType.HardwareException;
-        var sp = newRsp;
-        foreach (var v in frame)
-        {
-            sp -= 8;
-            WriteLinear(sp, 8, v);
-        }
+        var sp = newRsp - 40;
+        WriteLinear(sp + 32, 8, oldSs);
+        WriteLinear(sp + 24, 8, oldRsp);
+        WriteLinear(sp + 16, 8, oldFlags);
+        WriteLinear(sp + 8, 8, oldCs);
+        WriteLinear(sp, 8, Rip);
 
         if (push)
         {
