@@ -197,7 +197,14 @@ public sealed partial class LocalApic
 
         var mode = index == LvtIndex.Timer || index == LvtIndex.Error ? DeliveryMode.Fixed : (DeliveryMode)((lvt >> 8) & 7);
         var level = (index == LvtIndex.Lint0 || index == LvtIndex.Lint1) && (lvt & ApicBits.TriggerLevel) != 0;
-        return AcceptInterrupt(mode, (byte)lvt, assert: true, levelTriggered: level);
+        var accepted = AcceptInterrupt(mode, (byte)lvt, assert: true, levelTriggered: level);
+        if (accepted && level && mode == DeliveryMode.Fixed && (lvt & ApicBits.VectorMask) >= 16)
+        {
+            // SDM 11.5.1: remote IRR is set when a fixed level-triggered LINT interrupt is accepted, cleared by its EOI.
+            _lvt[(int)index] |= ApicBits.RemoteIrr;
+        }
+
+        return accepted;
     }
 
     /// <summary>

@@ -211,7 +211,7 @@ public sealed partial class LocalApic
             return WriteLvtTimer(value);
         }
 
-        _lvt[(int)index] = value;
+        _lvt[(int)index] = value | (_lvt[(int)index] & ApicBits.RemoteIrr);
         return ApicWriteEffects.None;
     }
 
