@@ -1,4 +1,3 @@
-using System.Text;
 using Iced.Intel;
 using static Iced.Intel.AssemblerRegisters;
 
@@ -8,17 +7,18 @@ namespace ActorVm.Hardware.Guests;
 /// One section of guest code (32- or 64-bit) assembled with Iced at a fixed physical address,
 /// with helpers for what test kernels do: print to COM1 polling LSR.THRE, print hex numbers,
 /// leave through the debug-exit port. Helper subroutines (putc/puts/puthex) and string data are
-/// emitted once, after the section's code, by <see cref="Finish"/>.
+/// emitted once, after the section's code, by <see cref="Finish"/>; strings live in a shared <see cref="StringPool"/>.
 /// Register use: putc clobbers EAX/EDX; puts clobbers EAX/EDX/ESI; puthex clobbers EAX/EBX/ECX/EDX.
 /// </summary>
 public sealed class GuestAsm
 {
-    private readonly List<(Label Label, byte[] Bytes)> _strings = [];
+    private readonly StringPool _strings;
     private Label _putc, _puts, _puthex;
-    private bool _finished;
+    private (byte[] Bytes, AssemblerResult Result)? _finished;
 
-    public GuestAsm(int bitness, ulong address)
+    public GuestAsm(int bitness, ulong address, StringPool strings)
     {
+        _strings = strings;
         Bitness = bitness;
         Address = address;
         A = new Assembler(bitness);
@@ -34,19 +34,10 @@ public sealed class GuestAsm
     /// <summary>The underlying Iced assembler, for the program's own instructions.</summary>
     public Assembler A { get; }
 
-    /// <summary>A label for a zero-terminated string placed in this section's data.</summary>
-    public Label String(string text)
-    {
-        var label = A.CreateLabel();
-        _strings.Add((label, [.. Encoding.ASCII.GetBytes(text), 0]));
-        return label;
-    }
-
-    /// <summary>Prints a string on COM1.</summary>
+    /// <summary>Prints a string on COM1 (the string goes to the kernel's string pool).</summary>
     public void Print(string text)
     {
-        var s = String(text);
-        A.lea(esi, __[s]);
+        A.mov(esi, _strings.Add(text));
         A.call(_puts);
     }
 
@@ -90,22 +81,16 @@ public sealed class GuestAsm
     /// <summary>Emits the helper subroutines and string data; returns the section's bytes and the result for label addresses.</summary>
     public (byte[] Bytes, AssemblerResult Result) Finish()
     {
-        if (!_finished)
+        if (_finished is { } done)
         {
-            EmitHelpers();
-            foreach (var (label, bytes) in _strings)
-            {
-                var l = label;
-                A.Label(ref l);
-                A.db(bytes);
-            }
-
-            _finished = true;
+            return done;
         }
 
+        EmitHelpers();
         var writer = new ByteWriter();
         var result = A.Assemble(writer, Address, BlockEncoderOptions.ReturnNewInstructionOffsets);
-        return (writer.ToArray(), result);
+        _finished = (writer.ToArray(), result);
+        return _finished.Value;
     }
 
     private void EmitHelpers()
@@ -126,9 +111,7 @@ public sealed class GuestAsm
 
         // puts: ESI = zero-terminated string.
         A.Label(ref _puts);
-        var next = A.CreateLabel();
         var done = A.CreateLabel();
-        A.Label(ref next);
         if (Bitness == 64)
         {
             A.mov(al, __byte_ptr[rsi]);
@@ -142,7 +125,7 @@ public sealed class GuestAsm
         A.jz(done);
         A.call(_putc);
         A.inc(esi);
-        A.jmp(next);
+        A.jmp(_puts);
         A.Label(ref done);
         A.ret();
 
@@ -175,4 +158,29 @@ public sealed class GuestAsm
 
         public byte[] ToArray() => [.. _bytes];
     }
+}
+
+/// <summary>Zero-terminated ASCII strings at fixed guest-physical addresses, shared by a kernel's sections.</summary>
+public sealed class StringPool(ulong address, int capacity)
+{
+    private readonly List<byte> _bytes = [];
+
+    public ulong Address { get; } = address;
+
+    /// <summary>Adds a string and returns its guest-physical address.</summary>
+    public uint Add(string text)
+    {
+        var bytes = System.Text.Encoding.ASCII.GetBytes(text);
+        if (_bytes.Count + bytes.Length + 1 > capacity)
+        {
+            throw new InvalidOperationException($"string pool full ({capacity} bytes)");
+        }
+
+        var at = (uint)(Address + (ulong)_bytes.Count);
+        _bytes.AddRange(bytes);
+        _bytes.Add(0);
+        return at;
+    }
+
+    public byte[] ToArray() => [.. _bytes];
 }

@@ -17,7 +17,7 @@ public enum KernelFormat
 /// Builds Multiboot v1 kernels from Iced-assembled code. Fixed layout (all identity-mapped):
 /// <list type="bullet">
 /// <item>0x100000: Multiboot header, then the 32-bit entry code (<see cref="Code32"/>), its helpers and strings;</item>
-/// <item>0x108000: 64-bit code after <see cref="EnterLongMode"/> (<see cref="Code64"/>);</item>
+/// <item>0x108000: 64-bit code after <see cref="EnterLongMode"/> (<see cref="Code64"/>); 0x10C000: strings;</item>
 /// <item>0x10F000: GDT (0x08 code32, 0x10 data, 0x18 code64) and the GDTR/IDTR pseudo-descriptors;</item>
 /// <item>0x110000: the 64-bit IDT; 0x111000: PML4, PDPT, PD mapping the first 1 GiB with 2 MiB pages;</item>
 /// <item>0x114000: variables used by the exception handlers (see the Var* constants); stack below 0x9F000.</item>
@@ -27,6 +27,7 @@ public sealed class MultibootKernelBuilder
 {
     public const ulong LoadAddress = 0x100000;
     public const ulong Code64Address = 0x108000;
+    public const ulong StringsAddress = 0x10C000;
     public const ulong GdtAddress = 0x10F000;
     public const ulong GdtrAddress = GdtAddress + 0x40;
     public const ulong IdtrAddress = GdtAddress + 0x50;
@@ -51,7 +52,8 @@ public sealed class MultibootKernelBuilder
     public MultibootKernelBuilder(uint bssBytes = 0)
     {
         BssBytes = bssBytes;
-        Code32 = new GuestAsm(32, LoadAddress);
+        Strings = new StringPool(StringsAddress, (int)(GdtAddress - StringsAddress));
+        Code32 = new GuestAsm(32, LoadAddress, Strings);
 
         // Header placeholder (patched in Build): magic, flags, checksum, a.out kludge addresses.
         for (var i = 0; i < HeaderSize / 4; i++)
@@ -64,6 +66,9 @@ public sealed class MultibootKernelBuilder
 
     /// <summary>Zeroed memory after the image (ELF p_memsz / a.out bss_end_addr), for loader tests.</summary>
     public uint BssBytes { get; }
+
+    /// <summary>Strings printed by both sections.</summary>
+    public StringPool Strings { get; }
 
     /// <summary>The 32-bit entry section: the kernel starts at its first instruction in Multiboot's entry state.</summary>
     public GuestAsm Code32 { get; }
@@ -105,7 +110,7 @@ public sealed class MultibootKernelBuilder
         a.mov(cr0, eax);
         a.jmp(Code64Selector, (uint)Code64Address);
 
-        Code64 = new GuestAsm(64, Code64Address);
+        Code64 = new GuestAsm(64, Code64Address, Strings);
         var b = Code64.A;
         b.mov(ax, DataSelector);
         b.mov(ds, ax);
@@ -193,14 +198,15 @@ public sealed class MultibootKernelBuilder
         if (Code64 is not null)
         {
             var (code64, _) = Code64.Finish();
-            if (code64.Length > (int)(GdtAddress - Code64Address))
+            if (code64.Length > (int)(StringsAddress - Code64Address))
             {
-                throw new InvalidOperationException($"64-bit code is {code64.Length} bytes, more than its 0x7000-byte window");
+                throw new InvalidOperationException($"64-bit code is {code64.Length} bytes, more than its 0x4000-byte window");
             }
 
             code64.CopyTo(image, (int)(Code64Address - LoadAddress));
         }
 
+        Strings.ToArray().CopyTo(image, (int)(StringsAddress - LoadAddress));
         WriteTables(image, idt);
         var flags = format == KernelFormat.AoutKludge ? MultibootHeader.AddressFields | MultibootHeader.MemoryInfo : MultibootHeader.MemoryInfo;
         var h = image.AsSpan(0, HeaderSize);
