@@ -58,6 +58,48 @@ public sealed class CpuHarness : IDisposable
 
     public void LoadBytes(ulong address, byte[] code) => Machine.Memory.WriteBytes(address, code);
 
+    /// <summary>Where <see cref="InstallFaultStubs"/> puts one HLT per vector, 16 bytes apart.</summary>
+    public const ulong FaultStubs = 0x9000;
+    public const ulong IdtBase = 0xA000;
+
+    /// <summary>
+    /// Points every exception vector (IVT in real mode, IDT otherwise) at a HLT at
+    /// <see cref="FaultStubs"/> + 16 × vector, so a test sees which exception was raised from
+    /// where execution stopped, with the registers untouched.
+    /// </summary>
+    public void InstallFaultStubs()
+    {
+        var hlts = new byte[0x1000];
+        Array.Fill(hlts, (byte)0xF4);
+        LoadBytes(FaultStubs, hlts);
+        for (ulong v = 0; v < 256; v++)
+        {
+            var target = FaultStubs + (v * 16);
+            if (Bitness == 16)
+            {
+                Machine.Memory.Write32(v * 4, (uint)target & 0xFFFF); // offset, segment 0
+            }
+            else
+            {
+                var selector = Bitness == 64 ? Code64 : Code32;
+                var gate = (target & 0xFFFF) | ((ulong)selector << 16) | (0x8E00UL << 32) | ((target >> 16) << 48);
+                var stride = Bitness == 64 ? 16UL : 8UL;
+                Machine.Memory.Write64(IdtBase + (v * stride), gate);
+                if (Bitness == 64)
+                {
+                    Machine.Memory.Write64(IdtBase + (v * stride) + 8, 0);
+                }
+            }
+        }
+
+        Cpu.Idtr = Bitness == 16
+            ? new DescriptorTable { Base = 0, Limit = 0x3FF }
+            : new DescriptorTable { Base = IdtBase, Limit = (ushort)((Bitness == 64 ? 16 : 8) * 256 - 1) };
+    }
+
+    /// <summary>The exception vector whose stub execution stopped at, or null if it stopped elsewhere.</summary>
+    public int? FaultVector => Cpu.Rip >= FaultStubs && Cpu.Rip < FaultStubs + 0x1000 ? (int)((Cpu.Rip - FaultStubs) / 16) : null;
+
     /// <summary>Runs until HLT (returned) or another exit this harness does not handle (also returned).</summary>
     public VmExit Run(long maxInstructions = 10_000_000)
     {
