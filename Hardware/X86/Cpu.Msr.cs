@@ -64,6 +64,8 @@ public sealed partial class Cpu
                 else if (index == Msr.GsBase) Seg[(int)SegReg.GS].Base = value;
                 else Msrs[index] = value;
                 return true;
+            case Msr.TscAux when (value >> 32) != 0:
+                return false;
             case Msr.Star or Msr.Fmask or Msr.SysenterCs or Msr.TscAux or Msr.Pat or Msr.MtrrDefType or Msr.SpecCtrl
                 or Msr.TscAdjust or Msr.BiosSignId or Msr.McgStatus:
                 Msrs[index] = value;
@@ -118,7 +120,7 @@ public sealed partial class Cpu
     /// <summary>EFER (SDM 2.2.1): SCE, LME, NXE writable; LMA read-only; LME may not change while paging is on.</summary>
     private bool WriteEfer(ulong value)
     {
-        const ulong writable = EferBits.SCE | EferBits.LME | EferBits.NXE;
+        var writable = EferBits.SCE | EferBits.LME | (Model.Nx ? EferBits.NXE : 0);
         if ((value & ~(writable | EferBits.LMA)) != 0)
         {
             return false;
