@@ -227,6 +227,27 @@ public sealed class HostEndToEndTests : IDisposable
     }
 
     [Fact]
+    public void Cancellation_StopsTheRun_With130()
+    {
+        var k = new MultibootKernelBuilder();
+        var l = k.Code32.A.CreateLabel();
+        k.Code32.A.Label(ref l);
+        k.Code32.A.jmp(l);
+        var path = Kernel("spin.bin", k.Build());
+        using var cts = new CancellationTokenSource(TimeSpan.FromMilliseconds(300));
+        var code = HostApp.Run(["run", "--kernel", path], new MemoryStream(), new StringWriter(), new StringWriter(), cts.Token);
+        Assert.Equal(ExitCodes.Cancelled, code);
+    }
+
+    [Fact]
+    public void Smp_RunsTheBsp_WithApsWaiting()
+    {
+        var (code, stdout, _) = InProcess("run", "--program", "hello", "--smp", "4");
+        Assert.Equal(1, code);
+        Assert.Equal(GuestPrograms.HelloText, stdout);
+    }
+
+    [Fact]
     public void Programs_ListsTheBuiltInGuests()
     {
         var (code, stdout, _) = InProcess("programs");
