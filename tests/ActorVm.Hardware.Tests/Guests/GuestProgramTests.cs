@@ -44,7 +44,7 @@ public sealed class GuestProgramTests
         Assert.Contains("long mode entered\n", serial);
         Assert.Contains($"checksum 0x{GuestPrograms.SelftestChecksum():x8}\n", serial);
         Assert.Contains("exception 0x0000000e error 0x00000002 cr2 0x40000000\n#PF ok\n", serial);
-        foreach (var e in new[] { "#DE", "#UD", "#PF", "#GP" })
+        foreach (var e in new[] { "self-modifying code", "#DE", "#UD", "#PF", "#GP" })
         {
             Assert.Contains($"{e} ok\n", serial);
         }
