@@ -248,6 +248,26 @@ public sealed class HostEndToEndTests : IDisposable
     }
 
     [Fact]
+    public void RunnerSeam_IsReplaceable()
+    {
+        var fake = new FakeRunner();
+        var code = HostApp.Run(["run", "--program", "hello"], new MemoryStream(), new StringWriter(), new StringWriter(), default, () => fake);
+        Assert.Equal(ExitCodes.TripleFault, code);
+        Assert.Equal(0x100020UL, fake.EntryRip);
+    }
+
+    private sealed class FakeRunner : ActorVm.Hardware.IVmRunner
+    {
+        public ulong EntryRip { get; private set; }
+
+        public ActorVm.Hardware.RunResult Run(ActorVm.Hardware.Machine machine, ActorVm.Hardware.RunLimits limits, CancellationToken cancellationToken = default)
+        {
+            EntryRip = machine.Cpus[0].Rip;
+            return new(ActorVm.Hardware.RunOutcome.TripleFault, null, 0, TimeSpan.Zero, "fake shutdown");
+        }
+    }
+
+    [Fact]
     public void Programs_ListsTheBuiltInGuests()
     {
         var (code, stdout, _) = InProcess("programs");
