@@ -21,13 +21,16 @@ public sealed class CpuHarness : IDisposable
     /// <summary>GDT selectors the harness installs.</summary>
     public const ushort Code32 = 0x08, Data = 0x10, Code64 = 0x18, Code16 = 0x20, Data16 = 0x28;
 
-    private CpuHarness(int bitness, ulong memoryMiB)
+    private CpuHarness(int bitness, ulong memoryMiB, int cpus)
     {
         Bitness = bitness;
-        Machine = new Machine(new MachineConfig(1, memoryMiB), new ManualTscClock());
+        Machine = new Machine(new MachineConfig(cpus, memoryMiB), new ManualTscClock());
         Cpu = Machine.Cpus[0];
         InstallGdt();
-        EnterMode(bitness);
+        foreach (var cpu in Machine.Cpus)
+        {
+            EnterMode(cpu, bitness);
+        }
     }
 
     public int Bitness { get; }
@@ -36,7 +39,10 @@ public sealed class CpuHarness : IDisposable
 
     public Cpu Cpu { get; }
 
-    public static CpuHarness Create(int bitness, ulong memoryMiB = 4) => new(bitness, memoryMiB);
+    public static CpuHarness Create(int bitness, ulong memoryMiB = 4) => new(bitness, memoryMiB, 1);
+
+    /// <summary>A harness with several vCPUs, all in the same mode and sharing memory (each needs its own stack).</summary>
+    public static CpuHarness CreateSmp(int bitness, int cpus, ulong memoryMiB = 4) => new(bitness, memoryMiB, cpus);
 
     /// <summary>Assembles code with Iced for the harness's mode at <paramref name="address"/>.</summary>
     public byte[] Assemble(Action<Assembler> build, ulong address = CodeBase)
@@ -101,16 +107,19 @@ public sealed class CpuHarness : IDisposable
     public int? FaultVector => Cpu.Rip >= FaultStubs && Cpu.Rip < FaultStubs + 0x1000 ? (int)((Cpu.Rip - FaultStubs) / 16) : null;
 
     /// <summary>Runs until HLT (returned) or another exit this harness does not handle (also returned).</summary>
-    public VmExit Run(long maxInstructions = 10_000_000)
+    public VmExit Run(long maxInstructions = 10_000_000) => Run(Cpu, maxInstructions);
+
+    /// <summary>Runs one vCPU of an SMP harness (see <see cref="Run(long)"/>); safe to call for different vCPUs on different threads.</summary>
+    public VmExit Run(Cpu cpu, long maxInstructions = 10_000_000)
     {
         var budget = maxInstructions;
         while (true)
         {
-            var exit = Cpu.Run(new VmEntry(InstructionBudget: budget));
+            var exit = cpu.Run(new VmEntry(InstructionBudget: budget));
             budget -= exit.InstructionsRetired;
             while (exit.Reason == ExitReason.IoInstruction)
             {
-                if (PortIoExit.Handle(Cpu, Machine.Io, exit) is not { } next)
+                if (PortIoExit.Handle(cpu, Machine.Io, exit) is not { } next)
                 {
                     break;
                 }
@@ -148,12 +157,14 @@ public sealed class CpuHarness : IDisposable
             Machine.Memory.Write64(GdtBase + (ulong)(i * 8), gdt[i]);
         }
 
-        Cpu.Gdtr = new DescriptorTable { Base = GdtBase, Limit = (ushort)(gdt.Length * 8 - 1) };
+        foreach (var cpu in Machine.Cpus)
+        {
+            cpu.Gdtr = new DescriptorTable { Base = GdtBase, Limit = (ushort)(gdt.Length * 8 - 1) };
+        }
     }
 
-    private void EnterMode(int bitness)
+    private void EnterMode(Cpu cpu, int bitness)
     {
-        var cpu = Cpu;
         cpu.Cr0 = Cr0Bits.ET | Cr0Bits.NE;
         cpu.Gpr[Cpu.RSP] = StackTop;
         cpu.SetFlagsRaw(2);

@@ -133,6 +133,25 @@ public sealed unsafe class DifferentialTests : IDisposable
         }
     }
 
+    public static TheoryData<string, int> Bmi1 => Cases(["andn", "bextr", "blsi", "blsmsk", "blsr"], [4, 8]);
+
+    [Theory]
+    [MemberData(nameof(Bmi1))]
+    public void Bmi1Forms(string op, int width)
+    {
+        if (!System.Runtime.Intrinsics.X86.Bmi1.IsSupported)
+        {
+            return;
+        }
+
+        var code = op is "andn" or "bextr" ? Emit(op, width, A(width), B(width), D(width)) : Emit(op, width, A(width), B(width));
+        Compare(op, width, code, _ => op switch
+        {
+            "bextr" => Rflags.ZF | Rflags.CF | Rflags.OF,
+            _ => Rflags.ZF | Rflags.SF | Rflags.CF | Rflags.OF,
+        });
+    }
+
     private static object A(int w) => w switch { 1 => al, 2 => ax, 4 => eax, _ => rax };
 
     private static object D(int w) => w switch { 1 => dl, 2 => dx, 4 => edx, _ => rdx };
