@@ -50,7 +50,18 @@ public sealed partial class Cpu
         switch (index)
         {
             case Msr.Tsc:
-                TscOffset = (long)value - (long)Clock.ReadTsc();
+            {
+                // A TSC write moves IA32_TSC_ADJUST by the same delta (SDM 17.17.3).
+                var delta = (long)value - (long)ReadTsc();
+                TscOffset += delta;
+                Msrs[Msr.TscAdjust] = (ulong)((long)Msrs[Msr.TscAdjust] + delta);
+                return true;
+            }
+
+            case Msr.TscAdjust:
+                // IA32_TSC_ADJUST: the TSC moves by the change of the adjustment.
+                TscOffset += (long)value - (long)Msrs[Msr.TscAdjust];
+                Msrs[Msr.TscAdjust] = value;
                 return true;
             case Msr.Efer:
                 return WriteEfer(value);
@@ -67,7 +78,7 @@ public sealed partial class Cpu
             case Msr.TscAux when (value >> 32) != 0:
                 return false;
             case Msr.Star or Msr.Fmask or Msr.SysenterCs or Msr.TscAux or Msr.Pat or Msr.MtrrDefType or Msr.SpecCtrl
-                or Msr.TscAdjust or Msr.BiosSignId or Msr.McgStatus:
+                or Msr.BiosSignId or Msr.McgStatus:
                 Msrs[index] = value;
                 return true;
             case Msr.MiscEnable:

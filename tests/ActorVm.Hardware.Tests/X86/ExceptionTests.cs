@@ -54,6 +54,32 @@ public class ExceptionTests
     }
 
     [Fact]
+    public void DivideByZeroRaisesDeAtTheDivide()
+    {
+        var lead = SystemHarness.Length(64, a =>
+        {
+            a.mov(eax, 10);
+            a.mov(ecx, 0);
+            a.mov(edx, 0);
+        });
+        using var h = Long(a =>
+        {
+            a.mov(eax, 10);
+            a.mov(ecx, 0);
+            a.mov(edx, 0);
+            a.div(ecx);
+            a.hlt();
+        });
+
+        h.RunSystem();
+
+        // DIV belongs to the integer-ISA group; until it is registered it raises #UD at the same address.
+        var expected = InstructionTable.IsImplemented(Iced.Intel.Code.Div_rm32) ? Vector.DE : Vector.UD;
+        Assert.Equal(expected, h.HaltedInHandler());
+        AssertFrame64(h, Code + (ulong)lead, null);
+    }
+
+    [Fact]
     public void InjectedDivideErrorIsDeliveredWithoutErrorCode()
     {
         using var h = Long(a => a.hlt());
@@ -145,6 +171,22 @@ public class ExceptionTests
         Assert.Equal(0x3BUL, h.Stack(5));
         Assert.Equal(0x8BUL, (h.Machine.Memory.Read64(CpuHarness.GdtBase + 0x40) >> 40) & 0xFF); // TSS now busy
         Assert.Equal((ushort)0x40, h.Cpu.Tr.Selector);
+    }
+
+    [Fact]
+    public void FetchFromANotPresentPageFaultsAtTheTarget()
+    {
+        using var h = Long(a => a.jmp(__tword_ptr[0x7E00]));
+        h.Machine.Memory.Write64(0x7E00, 0x40000);
+        h.Machine.Memory.Write16(0x7E08, CpuHarness.Code64);
+        FourKPages(h, user: false);
+        h.Cpu.Efer |= EferBits.NXE;
+
+        h.RunSystem();
+
+        Assert.Equal(Vector.PF, h.HaltedInHandler());
+        Assert.Equal(0x40000UL, h.Cpu.Cr2);
+        AssertFrame64(h, 0x40000, 0x10); // instruction fetch, not present
     }
 
     [Fact]

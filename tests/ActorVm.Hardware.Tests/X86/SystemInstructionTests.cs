@@ -343,3 +343,52 @@ public class SystemInstructionTests
         Assert.Equal(0UL, h.Cpu.Gpr[Cpu.RCX] & Cr0Bits.TS);
     }
 }
+
+public class SystemFastCallTests
+{
+    [Fact]
+    public void SysenterAndSysexitRoundTripIn32BitMode()
+    {
+        using var h = CpuHarness.Create(32);
+        var cpu = h.Cpu;
+        cpu.Msrs[Msr.SysenterCs] = CpuHarness.Code32;
+        cpu.Msrs[Msr.SysenterEip] = 0x9000;
+        cpu.Msrs[Msr.SysenterEsp] = 0x6000;
+        cpu.SetFlagsRaw(0x202);
+        h.Put(32, 0x9000, a =>
+        {
+            a.mov(ebx, esp);
+            a.mov(edx, 0xA000);
+            a.mov(ecx, 0x5000);
+            a.sysexit();
+        });
+        h.Put(32, 0xA000, a => a.vmcall());
+        h.Put(32, CpuHarness.CodeBase, a => a.sysenter());
+        cpu.Rip = CpuHarness.CodeBase;
+
+        var exit = h.RunSystem();
+
+        Assert.Equal(ExitReason.Vmcall, exit.Reason);
+        Assert.Equal(0x6000UL, cpu.Gpr[Cpu.RBX]);
+        Assert.Equal(0x5000UL, cpu.Gpr[Cpu.RSP]);
+        Assert.Equal(3, cpu.Cpl);
+        Assert.Equal((ushort)(0x18 | 3), cpu.Seg[(int)SegReg.CS].Selector);
+        Assert.Equal((ushort)(0x20 | 3), cpu.Seg[(int)SegReg.SS].Selector);
+        Assert.False(cpu.IF);
+        Assert.Equal(32, cpu.Bitness);
+        Assert.NotEqual(0u, Cpuid.Query(cpu, 1, 0).Edx & (1u << 11)); // SEP now truthful
+    }
+
+    [Fact]
+    public void SysenterWithoutAConfiguredSelectorIsGp()
+    {
+        using var h = CpuHarness.Create(64);
+        h.HaltingHandlers();
+        h.Put(64, CpuHarness.CodeBase, a => a.sysenter());
+        h.Cpu.Rip = CpuHarness.CodeBase;
+
+        h.RunSystem();
+
+        Assert.Equal(Vector.GP, h.HaltedInHandler());
+    }
+}

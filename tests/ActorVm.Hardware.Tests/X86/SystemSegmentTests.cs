@@ -190,3 +190,34 @@ public class SystemSegmentTests
         Assert.Equal(32, h.Cpu.Bitness);
     }
 }
+
+public class SystemSegmentQueryTests
+{
+    private static (bool Zf, ulong Rbx) Run(ushort selector, Action<Iced.Intel.Assembler> op)
+    {
+        using var h = CpuHarness.Create(32);
+        h.Put(32, CpuHarness.CodeBase, a =>
+        {
+            a.mov(eax, selector);
+            op(a);
+            a.hlt();
+        });
+        h.Cpu.Gpr[Cpu.RBX] = 0x1234;
+        h.Cpu.Rip = CpuHarness.CodeBase;
+        Assert.Equal(ExitReason.Hlt, h.RunSystem().Reason);
+        return (h.Cpu.ZF, h.Cpu.Gpr[Cpu.RBX]);
+    }
+
+    [Fact]
+    public void LarLslVerrVerwReportThroughZf()
+    {
+        Assert.Equal((true, 0x00C09B00UL), Run(CpuHarness.Code32, a => a.lar(ebx, eax)));
+        Assert.Equal((true, 0xFFFFFFFFUL), Run(CpuHarness.Code32, a => a.lsl(ebx, eax)));
+        Assert.Equal((true, 0xFFFFUL), Run(CpuHarness.Data16, a => a.lsl(ebx, eax)));
+        Assert.True(Run(CpuHarness.Code32, a => a.verr(ax)).Zf);   // readable code
+        Assert.False(Run(CpuHarness.Code32, a => a.verw(ax)).Zf);  // code is never writable
+        Assert.True(Run(CpuHarness.Data, a => a.verw(ax)).Zf);
+        Assert.Equal((false, 0x1234UL), Run(0x7F8, a => a.lsl(ebx, eax))); // beyond the GDT: no fault, no write
+        Assert.False(Run(0, a => a.verr(ax)).Zf);
+    }
+}
