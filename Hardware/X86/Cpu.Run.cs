@@ -126,8 +126,18 @@ public sealed unsafe partial class Cpu
         _mmioReplay = 0;
         var retiredBefore = _sliceRetired;
         var exit = Step(1);
+        if (exit is { } e && HasPendingInstruction)
+        {
+            // The replay needed another exit (a read-modify-write on MMIO exits for the read,
+            // then for the write): keep what was supplied so far, the next replay consumes it
+            // again in the same order. String instructions drop what their finished elements
+            // consumed (CommitCompletions), since those elements are not replayed.
+            _mmioReplay = 0;
+            return e with { InstructionsRetired = _sliceRetired - retiredBefore };
+        }
+
         RetireMmio();
-        return exit is { } e ? e with { InstructionsRetired = _sliceRetired - retiredBefore } : null;
+        return exit is { } other ? other with { InstructionsRetired = _sliceRetired - retiredBefore } : null;
     }
 
     /// <summary>
@@ -225,6 +235,19 @@ public sealed unsafe partial class Cpu
 
         value = 0;
         return false;
+    }
+
+    /// <summary>
+    /// A string instruction finished one element: the completions that element consumed are
+    /// spent and must not be replayed for the next element.
+    /// </summary>
+    internal void CommitCompletions()
+    {
+        if (_mmioReplay > 0)
+        {
+            _mmioCompletions.RemoveRange(0, _mmioReplay);
+            _mmioReplay = 0;
+        }
     }
 
     /// <summary>Requests an exit from inside a handler; the handler must return without side effects.</summary>

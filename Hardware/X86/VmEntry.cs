@@ -17,4 +17,11 @@ public readonly record struct VmEntry(
     EventInjection? Injection = null,
     bool InterruptWindowExiting = false,
     bool NmiWindowExiting = false,
-    long InstructionBudget = long.MaxValue);
+    long InstructionBudget = long.MaxValue)
+{
+    /// <summary>An entry with no deadline, injection or window (a zero-initialised VmEntry would fire the preemption timer at once).</summary>
+    public VmEntry()
+        : this(PreemptionDeadlineTsc: ulong.MaxValue)
+    {
+    }
+}

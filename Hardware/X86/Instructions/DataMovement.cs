@@ -44,7 +44,6 @@ internal static unsafe class DataMovement
         b.Add(&Cbw, Code.Cbw, Code.Cwde, Code.Cdqe);
         b.Add(&Cwd, Code.Cwd, Code.Cdq, Code.Cqo);
         b.Add(&Xlat, Code.Xlat_m8);
-        b.Add(&Movbe, Code.Movbe_r16_m16, Code.Movbe_r32_m32, Code.Movbe_r64_m64, Code.Movbe_m16_r16, Code.Movbe_m32_r32, Code.Movbe_m64_r64);
         b.Add(&Nop, Code.Nopw, Code.Nopd, Code.Nopq, Code.Nop_rm16, Code.Nop_rm32, Code.Nop_rm64, Code.Endbr32, Code.Endbr64);
     }
 
@@ -151,20 +150,6 @@ internal static unsafe class DataMovement
         var ea = cpu.ReadGpr(Cpu.RBX, cpu.AddressSize(ref ins)) + (byte)cpu.Gpr[Cpu.RAX];
         ea &= Cpu.SizeMask(cpu.AddressSize(ref ins));
         cpu.WriteGpr(Cpu.RAX, 1, cpu.ReadMem((SegReg)(ins.MemorySegment - Iced.Intel.Register.ES), ea, 1));
-    }
-
-    /// <summary>MOVBE (CPUID.01H:ECX.MOVBE[bit 22]): a load or store with the bytes swapped.</summary>
-    private static void Movbe(Cpu cpu, ref Instruction ins)
-    {
-        var size = Cpu.OpSize(ref ins);
-        var v = cpu.ReadOp(ref ins, 1, size);
-        v = size switch
-        {
-            2 => BinaryPrimitives.ReverseEndianness((ushort)v),
-            4 => BinaryPrimitives.ReverseEndianness((uint)v),
-            _ => BinaryPrimitives.ReverseEndianness(v),
-        };
-        cpu.WriteOp(ref ins, 0, size, v);
     }
 
     private static void Nop(Cpu cpu, ref Instruction ins)

@@ -86,6 +86,7 @@ internal static unsafe class Strings
             Element(cpu, op, size, asize, amask, delta, srcSeg, mask);
             count = (count - 1) & amask;
             cpu.WriteGpr(Cpu.RCX, asize, count);
+            cpu.CommitCompletions();
             if (op >= Cmps && (repe ? !cpu.ZF : cpu.ZF))
             {
                 return;
@@ -176,6 +177,7 @@ internal static unsafe class Strings
 
             // Count the element; the next one needs its own exit (Complete returns it).
             cpu.WriteGpr(Cpu.RCX, asize, (cpu.ReadGpr(Cpu.RCX, asize) - 1) & amask);
+            cpu.CommitCompletions();
         }
     }
 
@@ -210,6 +212,7 @@ internal static unsafe class Strings
             }
 
             cpu.WriteGpr(Cpu.RCX, asize, (cpu.ReadGpr(Cpu.RCX, asize) - 1) & amask);
+            cpu.CommitCompletions();
         }
     }
 }
