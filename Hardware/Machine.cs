@@ -36,5 +36,30 @@ public sealed class Machine : IDisposable
 
     public IReadOnlyList<Cpu> Cpus { get; }
 
+    /// <summary>COM1, when the machine was built by <see cref="CreatePc"/>.</summary>
+    public Uart16550? Serial { get; private set; }
+
+    /// <summary>The isa-debug-exit device at 0xF4, when the machine was built by <see cref="CreatePc"/>.</summary>
+    public DebugExit? DebugExit { get; private set; }
+
+    /// <summary>Accesses to guest-physical addresses with no RAM and no device (see <see cref="Exits.UnclaimedMmioExit"/>).</summary>
+    public Exits.UnclaimedMmioCounters UnclaimedMmio { get; } = new();
+
+    /// <summary>
+    /// A PC as <c>qemu-system-x86_64 -nographic -serial stdio -device isa-debug-exit,iobase=0xf4,iosize=0x4</c>
+    /// gives it: RAM, COM1 at 0x3F8 writing to <paramref name="serialOutput"/> (discarded when
+    /// null) and the debug-exit port at 0xF4. Every vCPU is in its reset state; a boot loader
+    /// (<see cref="Boot.MultibootLoader"/>) sets up the BSP.
+    /// </summary>
+    public static Machine CreatePc(MachineConfig config, Action<ReadOnlySpan<byte>>? serialOutput = null, ITscClock? clock = null)
+    {
+        var machine = new Machine(config, clock);
+        machine.Serial = new Uart16550(serialOutput ?? (_ => { }));
+        machine.DebugExit = new DebugExit();
+        machine.Io.Register(Uart16550.Com1, Uart16550.PortCount, machine.Serial);
+        machine.Io.Register(DebugExit.DefaultPort, DebugExit.PortCount, machine.DebugExit);
+        return machine;
+    }
+
     public void Dispose() => Memory.Dispose();
 }

@@ -82,17 +82,28 @@ public sealed partial class Cpu
             NmiBlocked = true;
         }
 
-        if (!ProtectedMode)
+        // A fault while delivering leaves no trace (SDM 6.15: the second exception is taken
+        // with the state at the first one), so the #DF frame lands on the original stack.
+        var snapshot = Snapshot();
+        try
         {
-            DeliverReal(vector);
+            if (!ProtectedMode)
+            {
+                DeliverReal(vector);
+            }
+            else if (LongModeActive)
+            {
+                DeliverLong(vector, type, errorCode);
+            }
+            else
+            {
+                DeliverProtected(vector, type, errorCode);
+            }
         }
-        else if (LongModeActive)
+        catch (GuestFault)
         {
-            DeliverLong(vector, type, errorCode);
-        }
-        else
-        {
-            DeliverProtected(vector, type, errorCode);
+            Restore(snapshot);
+            throw;
         }
 
         EventsDelivered[vector]++;

@@ -84,6 +84,14 @@ public sealed partial class Cpu
         _flags = value ? _flags | flag : _flags & ~flag;
     }
 
+    /// <summary>Replaces the status flags in <paramref name="mask"/> with those in <paramref name="values"/>, keeping the rest (rotates, BT, BSF).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public void SetSomeFlags(ulong mask, ulong values)
+    {
+        Materialize();
+        _flags = (_flags & ~mask) | (values & mask);
+    }
+
     /// <summary>The whole RFLAGS value.</summary>
     public ulong Flags
     {

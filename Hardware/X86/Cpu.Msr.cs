@@ -82,6 +82,39 @@ public sealed partial class Cpu
         }
     }
 
+    /// <summary>
+    /// The architectural checks of a WRMSR to IA32_APIC_BASE (SDM 11.4.4): reserved bits 7:0 and 9,
+    /// EXTD without x2APIC support, bits at or above MAXPHYADDR, and the illegal x2APIC
+    /// transitions (EXTD=1 with EN=0; x2APIC → xAPIC without disabling first, SDM 11.12.5).
+    /// On success updates <see cref="ApicBase"/> (which moves the APIC page and CPUID.1:EDX.APIC);
+    /// the caller tells the local APIC. False means #GP(0).
+    /// </summary>
+    public bool TryWriteApicBase(ulong value)
+    {
+        var reserved = 0xFFUL | (1UL << 9) | ~Model.PhysicalAddressMask;
+        if (!Model.X2Apic)
+        {
+            reserved |= MsrApicBase.X2Apic;
+        }
+
+        if ((value & reserved) != 0)
+        {
+            return false;
+        }
+
+        var en = (value & MsrApicBase.Enable) != 0;
+        var extd = (value & MsrApicBase.X2Apic) != 0;
+        var wasExtd = (ApicBase & MsrApicBase.X2Apic) != 0 && (ApicBase & MsrApicBase.Enable) != 0;
+        if ((extd && !en) || (wasExtd && en && !extd))
+        {
+            return false;
+        }
+
+        ApicBase = (value & ~MsrApicBase.Bsp) | (ApicBase & MsrApicBase.Bsp);
+        FlushTlb();
+        return true;
+    }
+
     /// <summary>EFER (SDM 2.2.1): SCE, LME, NXE writable; LMA read-only; LME may not change while paging is on.</summary>
     private bool WriteEfer(ulong value)
     {

@@ -144,6 +144,8 @@ public sealed unsafe partial class Cpu
         _shadowRenewed = false;
         try
         {
+            // A fetch fault on the block's first instruction is a fault at this RIP.
+            _instrStart = Rip;
             var block = _decodeCache.Lookup(this);
             var instructions = block.Instructions;
             var handlers = block.Handlers;

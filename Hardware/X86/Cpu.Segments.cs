@@ -192,4 +192,359 @@ public sealed partial class Cpu
         cs.Attributes = (ushort)((cs.Attributes & ~0x60) | (cpl << 5));
         FlushTlb();
     }
+
+    /// <summary>LLDT (SDM vol. 2): a null selector disables the LDT; otherwise a present LDT descriptor (type 2) from the GDT.</summary>
+    public void LoadLdt(ushort selector)
+    {
+        if ((selector & ~3) == 0)
+        {
+            Ldtr = new Segment { Selector = selector };
+            return;
+        }
+
+        var err = (uint)(selector & ~3);
+        if ((selector & 4) != 0)
+        {
+            throw GuestFault.Gp(err);
+        }
+
+        var d = ReadDescriptor(selector);
+        var s = Segment.FromDescriptor(selector, d);
+        if ((s.Attributes & 0x10) != 0 || s.Type != 2)
+        {
+            throw GuestFault.Gp(err);
+        }
+
+        if (!s.Present)
+        {
+            throw new GuestFault(Vector.NP, err);
+        }
+
+        if (LongModeActive)
+        {
+            s.Base |= ReadDescriptorHigh(selector) << 32;
+        }
+
+        Ldtr = s;
+    }
+
+    /// <summary>LTR (SDM vol. 2): an available TSS from the GDT (16-bit or 32-bit; only 64-bit in IA-32e mode), which becomes busy.</summary>
+    public void LoadTaskRegister(ushort selector)
+    {
+        var err = (uint)(selector & ~3);
+        if ((selector & ~3) == 0)
+        {
+            throw GuestFault.Gp();
+        }
+
+        if ((selector & 4) != 0)
+        {
+            throw GuestFault.Gp(err);
+        }
+
+        var d = ReadDescriptor(selector);
+        var s = Segment.FromDescriptor(selector, d);
+        var available = LongModeActive ? s.Type == 9 : s.Type is 1 or 9;
+        if ((s.Attributes & 0x10) != 0 || !available)
+        {
+            throw GuestFault.Gp(err);
+        }
+
+        if (!s.Present)
+        {
+            throw new GuestFault(Vector.NP, err);
+        }
+
+        if (LongModeActive)
+        {
+            s.Base |= ReadDescriptorHigh(selector) << 32;
+        }
+
+        // Mark the descriptor busy (type bit 1) in memory and in the cache.
+        var addr = SystemLinear(Gdtr.Base + (ulong)(selector & ~7) + 5);
+        WriteLinear(addr, 1, ((d >> 40) & 0xFF) | 2);
+        s.Attributes |= 2;
+        Tr = s;
+    }
+
+    /// <summary>The state a far transfer may change, restored if it faults half-way (the SDM's checks come before any change).</summary>
+    internal readonly record struct TransferSnapshot(Segment Cs, Segment Ss, ulong Rsp, ulong Rip, ulong Flags);
+
+    internal TransferSnapshot Snapshot() => new(Seg[(int)SegReg.CS], Seg[(int)SegReg.SS], Gpr[RSP], Rip, Flags);
+
+    internal void Restore(in TransferSnapshot s)
+    {
+        var cplChanged = (s.Cs.Selector & 3) != (Seg[(int)SegReg.CS].Selector & 3);
+        Seg[(int)SegReg.CS] = s.Cs;
+        Seg[(int)SegReg.SS] = s.Ss;
+        Gpr[RSP] = s.Rsp;
+        Rip = s.Rip;
+        SetFlagsRaw(s.Flags);
+        if (cplChanged)
+        {
+            FlushTlb();
+        }
+
+        UpdateMode();
+    }
+
+    /// <summary>
+    /// Checks a far JMP/CALL/RET target code segment at the same privilege (SDM 5.8.1): non-conforming
+    /// needs RPL ≤ CPL and DPL = CPL, conforming DPL ≤ CPL. System descriptors (call gates, TSS,
+    /// task gates) are not modelled and raise #GP(selector).
+    /// </summary>
+    public void FarTransferTo(ushort selector, ulong offset, int operandSize)
+    {
+        if (!ProtectedMode || (Flags & Rflags.VM) != 0)
+        {
+            LoadSegment(SegReg.CS, selector);
+            Rip = offset & SizeMask(operandSize);
+            return;
+        }
+
+        if ((selector & ~3) == 0)
+        {
+            throw GuestFault.Gp();
+        }
+
+        var err = (uint)(selector & ~3);
+        var s = Segment.FromDescriptor(selector, ReadDescriptor(selector));
+        if (!s.IsCode)
+        {
+            throw GuestFault.Gp(err);
+        }
+
+        var conforming = (s.Type & 4) != 0;
+        if (conforming ? s.Dpl > Cpl : (selector & 3) > Cpl || s.Dpl != Cpl)
+        {
+            throw GuestFault.Gp(err);
+        }
+
+        CheckCodeLimit(s, offset);
+        LoadCodeSegment(selector, Cpl);
+        Rip = Is64BitMode ? offset : offset & SizeMask(operandSize);
+    }
+
+    private void CheckCodeLimit(in Segment target, ulong offset)
+    {
+        var to64 = LongModeActive && target.Long;
+        if (to64 ? (ulong)((long)(offset << 16) >> 16) != offset : offset > target.Limit)
+        {
+            throw GuestFault.Gp();
+        }
+    }
+
+    /// <summary>Reads the stack at RSP + <paramref name="offset"/> without popping (far returns check everything before committing).</summary>
+    internal ulong PeekStack(ulong offset, int size)
+    {
+        var sp = Gpr[RSP] + offset;
+        var eff = StackSize switch { 2 => (ushort)sp, 4 => (uint)sp, _ => sp };
+        return ReadMem(SegReg.SS, eff, size);
+    }
+
+    internal void AdjustStack(ulong bytes)
+    {
+        var sp = Gpr[RSP] + bytes;
+        Gpr[RSP] = StackSize switch { 2 => (Gpr[RSP] & ~0xFFFFUL) | (ushort)sp, 4 => (uint)sp, _ => sp };
+    }
+
+    /// <summary>
+    /// RETF [imm16] (SDM vol. 2 RET): same privilege, or to an outer ring with SS:ESP popped
+    /// after the immediate is released from the inner stack.
+    /// </summary>
+    public void FarReturn(int size, ushort release)
+    {
+        var offset = PeekStack(0, size);
+        var selector = (ushort)PeekStack((ulong)size, size);
+        if (!ProtectedMode || (Flags & Rflags.VM) != 0)
+        {
+            LoadSegment(SegReg.CS, selector);
+            Rip = offset & SizeMask(size);
+            AdjustStack((ulong)(2 * size) + release);
+            return;
+        }
+
+        if ((selector & ~3) == 0)
+        {
+            throw GuestFault.Gp();
+        }
+
+        var rpl = selector & 3;
+        var err = (uint)(selector & ~3);
+        if (rpl < Cpl)
+        {
+            throw GuestFault.Gp(err);
+        }
+
+        var s = Segment.FromDescriptor(selector, ReadDescriptor(selector));
+        if (!s.IsCode || ((s.Type & 4) != 0 ? s.Dpl > rpl : s.Dpl != rpl))
+        {
+            throw GuestFault.Gp(err);
+        }
+
+        if (!s.Present)
+        {
+            throw new GuestFault(Vector.NP, err);
+        }
+
+        if (rpl == Cpl)
+        {
+            CheckCodeLimit(s, offset);
+            LoadCodeSegment(selector, rpl);
+            Rip = Is64BitMode ? offset : offset & SizeMask(size);
+            AdjustStack((ulong)(2 * size) + release);
+            return;
+        }
+
+        var newSp = PeekStack((ulong)(2 * size) + release, size);
+        var newSs = (ushort)PeekStack((ulong)(3 * size) + release, size);
+        var snapshot = Snapshot();
+        try
+        {
+            CheckCodeLimit(s, offset);
+            LoadCodeSegment(selector, rpl);
+            LoadSegment(SegReg.SS, newSs);
+            Gpr[RSP] = size == 2 ? (Gpr[RSP] & ~0xFFFFUL) | (ushort)newSp : size == 4 ? (uint)newSp : newSp;
+            AdjustStack(release);
+            Rip = Is64BitMode ? offset : offset & SizeMask(size);
+        }
+        catch (GuestFault)
+        {
+            Restore(snapshot);
+            throw;
+        }
+
+        NullOuterDataSegments();
+    }
+
+    /// <summary>On a return to an outer ring, data segments the new CPL may not use become null (SDM 5.8.6).</summary>
+    private void NullOuterDataSegments()
+    {
+        foreach (var r in new[] { SegReg.ES, SegReg.DS, SegReg.FS, SegReg.GS })
+        {
+            ref var seg = ref Seg[(int)r];
+            var conformingCode = seg.IsCode && (seg.Type & 4) != 0;
+            if ((seg.Selector & ~3) != 0 && !conformingCode && seg.Dpl < Cpl)
+            {
+                seg = new Segment { Selector = 0 };
+            }
+        }
+    }
+
+    /// <summary>
+    /// IRET/IRETD/IRETQ (SDM vol. 2 IRET): real mode, protected mode (same or outer privilege),
+    /// and IA-32e mode, where a 64-bit IRET always pops SS:RSP. Unblocks NMIs. Task returns
+    /// (NT=1 in legacy protected mode) and returns to virtual-8086 mode are not modelled: #GP(0).
+    /// </summary>
+    public void InterruptReturn(int size)
+    {
+        var ip = PeekStack(0, size);
+        var selector = (ushort)PeekStack((ulong)size, size);
+        var flags = PeekStack((ulong)(2 * size), size);
+        var oldCpl = Cpl;
+        if (!ProtectedMode)
+        {
+            LoadSegment(SegReg.CS, selector);
+            Rip = ip & SizeMask(size);
+            AdjustStack((ulong)(3 * size));
+            ApplyIretFlags(flags, size, 0);
+            NmiBlocked = false;
+            return;
+        }
+
+        if (!LongModeActive && (Flags & Rflags.NT) != 0)
+        {
+            throw GuestFault.Gp();
+        }
+
+        if (oldCpl == 0 && size == 4 && (flags & Rflags.VM) != 0 && !LongModeActive)
+        {
+            throw GuestFault.Gp();
+        }
+
+        if ((selector & ~3) == 0)
+        {
+            throw GuestFault.Gp();
+        }
+
+        var rpl = selector & 3;
+        var err = (uint)(selector & ~3);
+        if (rpl < oldCpl)
+        {
+            throw GuestFault.Gp(err);
+        }
+
+        var s = Segment.FromDescriptor(selector, ReadDescriptor(selector));
+        if (!s.IsCode || ((s.Type & 4) != 0 ? s.Dpl > rpl : s.Dpl != rpl))
+        {
+            throw GuestFault.Gp(err);
+        }
+
+        if (!s.Present)
+        {
+            throw new GuestFault(Vector.NP, err);
+        }
+
+        var popStack = rpl != oldCpl || Is64BitMode;
+        ulong newSp = 0;
+        ushort newSs = 0;
+        if (popStack)
+        {
+            newSp = PeekStack((ulong)(3 * size), size);
+            newSs = (ushort)PeekStack((ulong)(4 * size), size);
+        }
+
+        var snapshot = Snapshot();
+        try
+        {
+            CheckCodeLimit(s, ip);
+            LoadCodeSegment(selector, rpl);
+            if (popStack)
+            {
+                LoadSegment(SegReg.SS, newSs);
+                Gpr[RSP] = size switch { 2 => (Gpr[RSP] & ~0xFFFFUL) | (ushort)newSp, 4 => (uint)newSp, _ => newSp };
+            }
+            else
+            {
+                AdjustStack((ulong)(3 * size));
+            }
+
+            Rip = Is64BitMode ? ip : ip & SizeMask(size);
+        }
+        catch (GuestFault)
+        {
+            Restore(snapshot);
+            throw;
+        }
+
+        ApplyIretFlags(flags, size, oldCpl);
+        if (rpl > oldCpl)
+        {
+            NullOuterDataSegments();
+        }
+
+        NmiBlocked = false;
+    }
+
+    /// <summary>IRET's RFLAGS rules: IOPL only at CPL 0, IF only at CPL ≤ IOPL, VM/VIF/VIP not from here; a 16-bit IRET keeps the upper half.</summary>
+    private void ApplyIretFlags(ulong popped, int size, int oldCpl)
+    {
+        var current = Flags;
+        var mask = Rflags.Status | Rflags.TF | Rflags.DF | Rflags.OF | Rflags.NT | Rflags.IF | Rflags.IOPL
+            | (size > 2 ? Rflags.RF | Rflags.AC | Rflags.ID : 0);
+        if (ProtectedMode)
+        {
+            if (oldCpl > 0)
+            {
+                mask &= ~Rflags.IOPL;
+            }
+
+            if (oldCpl > Iopl)
+            {
+                mask &= ~Rflags.IF;
+            }
+        }
+
+        SetFlagsRaw((current & ~mask) | (popped & mask));
+    }
 }

@@ -124,7 +124,7 @@ internal sealed class DecodeCache
         var handlers = new nint[instructions.Length];
         for (var i = 0; i < instructions.Length; i++)
         {
-            handlers[i] = InstructionTable.Handler(instructions[i].Code);
+            handlers[i] = InstructionTable.HandlerFor(instructions[i]);
         }
 
         return new Block

@@ -20,6 +20,14 @@ internal static unsafe class InstructionTable
 
     public static nint Handler(Code code) => Table[(int)code];
 
+    /// <summary>The handler for a decoded instruction: a LOCK prefix where the SDM does not allow one is #UD.</summary>
+    public static nint HandlerFor(in Instruction ins) =>
+        ins.HasLockPrefix && !Instructions.Atomics.LockAllowed(ins) ? LockUdHandler : Table[(int)ins.Code];
+
+    private static readonly nint LockUdHandler = (nint)(delegate*<Cpu, ref Instruction, void>)&RaiseLockUd;
+
+    private static void RaiseLockUd(Cpu cpu, ref Instruction ins) => throw GuestFault.Ud();
+
     public static nint Unsupported(Code code) => UnsupportedHandler;
 
     public static bool IsImplemented(Code code) => Table[(int)code] != UnsupportedHandler;
