@@ -60,7 +60,8 @@ public sealed partial class LocalApic
 
     /// <summary>
     /// TMCCT (KVM apic_get_tmcct): 0 in TSC-deadline mode or when stopped; otherwise the remaining
-    /// bus cycles / divisor. A one-shot count that reached 0 stays 0; a periodic count past its
+    /// bus cycles / divisor, rounded up so the count drops by one every divisor cycles and reaches
+    /// 0 exactly at the expiry (KVM rounds down, which reads one less mid-tick). A one-shot count that reached 0 stays 0; a periodic count past its
     /// target (expiry not yet processed) has already reloaded and keeps counting down.
     /// </summary>
     private uint CurrentCount(ulong now)
@@ -85,7 +86,7 @@ public sealed partial class LocalApic
             return 0;
         }
 
-        return (uint)Math.Min(remainingNs / Divisor, _tmict);
+        return (uint)Math.Min((remainingNs + Divisor - 1) / Divisor, _tmict);
     }
 
     /// <summary>TMICT write (KVM: cancel, store, start): ignored in TSC-deadline mode; 0 stops the timer.</summary>
