@@ -57,7 +57,7 @@ public delegate VmExit? ExitHandler(Cpu cpu, in VmExit exit);
 /// <summary>
 /// A synchronous, single-vCPU run loop without actors, for Hardware tests, benchmarks and the
 /// host until the actor run loop lands: enters the BSP in slices and handles port I/O (COM1,
-/// debug-exit), RDMSR/WRMSR of core MSRs, unclaimed MMIO, HLT and triple fault, under
+/// debug-exit), CPUID, RDMSR/WRMSR of core MSRs (APIC MSRs #GP: no APIC here), unclaimed MMIO, HLT and triple fault, under
 /// instruction and wall-time limits. APs are never started (INIT/SIPI need the APIC and the actors).
 /// </summary>
 public sealed class Runner : IVmRunner
@@ -67,7 +67,7 @@ public sealed class Runner : IVmRunner
 
     private static readonly ILogger Logger = Log.ForContext<Runner>();
 
-    /// <summary>Extra exit handlers by reason (e.g. CPUID once branch <c>system</c> provides its handler).</summary>
+    /// <summary>Extra exit handlers by reason (e.g. the APIC page once an APIC is attached); they override the built-in CPUID/MSR handling.</summary>
     public Dictionary<ExitReason, ExitHandler> Handlers { get; } = [];
 
     public RunResult Run(Machine machine, RunLimits limits, CancellationToken cancellationToken = default)
@@ -124,8 +124,23 @@ public sealed class Runner : IVmRunner
                         next = UnclaimedMmioExit.Handle(cpu, exit, machine.UnclaimedMmio);
                         break;
 
+                    case ExitReason.Cpuid when !Handlers.ContainsKey(exit.Reason):
+                        next = CpuidExit.Handle(cpu);
+                        break;
+
                     case ExitReason.MsrRead or ExitReason.MsrWrite when !Handlers.ContainsKey(exit.Reason):
-                        next = HandleCoreMsr(cpu, exit, ref injection);
+                        switch (MsrExit.Handle(cpu, exit, out next))
+                        {
+                            case MsrExitResult.Fault:
+                                injection = MsrExit.GeneralProtection;
+                                break;
+                            case MsrExitResult.ApicMsr:
+                                // No local APIC in the synchronous runner: its MSRs fault as absent.
+                                MsrExit.Fail(cpu);
+                                injection = MsrExit.GeneralProtection;
+                                break;
+                        }
+
                         break;
 
                     case ExitReason.Hlt:
@@ -160,34 +175,5 @@ public sealed class Runner : IVmRunner
                 }
             }
         }
-    }
-
-    /// <summary>
-    /// RDMSR/WRMSR against the core MSRs the Cpu implements (ECX = index, EDX:EAX = value, as the
-    /// instruction defines them); an MSR the core refuses gets #GP(0) at the instruction, as KVM's
-    /// kvm_emulate_rdmsr/wrmsr inject it. APIC MSRs need the APIC model: #GP here too.
-    /// </summary>
-    private static VmExit? HandleCoreMsr(Cpu cpu, in VmExit exit, ref EventInjection? injection)
-    {
-        var index = (uint)cpu.Gpr[Cpu.RCX];
-        if (exit.Reason == ExitReason.MsrRead)
-        {
-            if (cpu.TryReadMsr(index, out var value))
-            {
-                return cpu.Complete(value);
-            }
-        }
-        else
-        {
-            var value = ((cpu.Gpr[Cpu.RDX] & 0xFFFF_FFFF) << 32) | (cpu.Gpr[Cpu.RAX] & 0xFFFF_FFFF);
-            if (cpu.TryWriteMsr(index, value))
-            {
-                return cpu.Complete();
-            }
-        }
-
-        cpu.AbandonPendingInstruction();
-        injection = new EventInjection(Vector.GP, EventType.HardwareException, 0);
-        return null;
     }
 }

@@ -122,7 +122,7 @@ public static class GuestPrograms
 
     // ---- compute ----
 
-    public const int ComputeDefaultIterations = 10_000_000;
+    public const int ComputeDefaultIterations = 1_000_000;
 
     /// <summary>Instructions retired per loop iteration of <see cref="BuildCompute"/>.</summary>
     public const int ComputeInstructionsPerIteration = 7;

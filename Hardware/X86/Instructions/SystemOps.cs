@@ -18,7 +18,7 @@ internal static unsafe class SystemOps
         b.Add(&Nothing, Code.Pause, Code.Lfence, Code.Lfence_E9, Code.Lfence_EA, Code.Lfence_EB, Code.Lfence_EC,
             Code.Lfence_ED, Code.Lfence_EE, Code.Lfence_EF, Code.Mfence, Code.Mfence_F1, Code.Mfence_F2, Code.Mfence_F3,
             Code.Mfence_F4, Code.Mfence_F5, Code.Mfence_F6, Code.Mfence_F7, Code.Sfence, Code.Sfence_F9, Code.Sfence_FA,
-            Code.Sfence_FB, Code.Sfence_FC, Code.Sfence_FD, Code.Sfence_FE, Code.Sfence_FF, Code.Endbr64, Code.Endbr32);
+            Code.Sfence_FB, Code.Sfence_FC, Code.Sfence_FD, Code.Sfence_FE, Code.Sfence_FF);
         b.Add(&CacheControl, Code.Wbinvd, Code.Invd);
         b.Add(&MovFromCr, Code.Mov_r32_cr, Code.Mov_r64_cr);
         b.Add(&MovToCr, Code.Mov_cr_r32, Code.Mov_cr_r64);
