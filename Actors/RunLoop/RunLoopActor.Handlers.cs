@@ -27,8 +27,9 @@ public sealed partial class RunLoopActor
         _handlers[(int)ExitReason.Hlt] = _ => Halt();
         _handlers[(int)ExitReason.Vmcall] = _ => Vmcall();
         _handlers[(int)ExitReason.IoInstruction] = Io;
-        _handlers[(int)ExitReason.MsrRead] = _ => ReadMsr();
-        _handlers[(int)ExitReason.MsrWrite] = _ => WriteMsr();
+        _handlers[(int)ExitReason.MsrRead] = Msr;
+        _handlers[(int)ExitReason.MsrWrite] = Msr;
+        _handlers[(int)ExitReason.Cpuid] = _ => Then(CpuidExit.Handle(Cpu));
         _handlers[(int)ExitReason.ApicAccess] = ApicAccess;
         _handlers[(int)ExitReason.EptViolation] = UnclaimedMmio;
         _handlers[(int)ExitReason.PreemptionTimer] = _ => PreemptionTimer();
@@ -74,68 +75,48 @@ public sealed partial class RunLoopActor
     /// <summary>handle_io: the port bus, synchronously on this thread (devices are not actors).</summary>
     private int Io(VmExit exit) => Then(PortIoExit.Handle(Cpu, _ctx.Machine.Io, exit));
 
-    /// <summary>handle_rdmsr: APIC MSRs ask the LAPIC; core MSRs are the Cpu's.</summary>
-    private int ReadMsr()
+    /// <summary>handle_rdmsr / handle_wrmsr: core MSRs through the system branch's MsrExit; APIC MSRs ask the LAPIC.</summary>
+    private int Msr(VmExit exit)
     {
-        var index = (uint)Cpu.Gpr[Cpu.RCX];
-        if (index != Msr.ApicBase && Cpu.IsApicMsr(index))
+        switch (MsrExit.Handle(Cpu, exit, out var next))
+        {
+            case MsrExitResult.Completed:
+                return Then(next);
+            case MsrExitResult.Fault:
+                QueueException(MsrExit.GeneralProtection);
+                return 1;
+        }
+
+        var index = MsrExit.Index(exit);
+        if (exit.Reason == ExitReason.MsrRead)
         {
             return AskLapic(new LapicProtocol.ReadMsr(index), reply =>
-            {
-                if (reply.Fault)
-                {
-                    QueueGp();
-                    Resume(1);
-                }
-                else
-                {
-                    Resume(Then(Cpu.Complete(reply.Value)));
-                }
-            });
+                Resume(reply.Fault ? FailMsr() : Then(MsrExit.CompleteRead(Cpu, reply.Value))));
         }
 
-        if (!Cpu.TryReadMsr(index, out var value))
+        var value = exit.Value;
+        return AskLapic(new LapicProtocol.WriteMsr(index, value), reply =>
         {
-            QueueGp();
-            return 1;
-        }
+            if (reply.Fault)
+            {
+                Resume(FailMsr());
+                return;
+            }
 
-        return Then(Cpu.Complete(value));
+            if (index == Hardware.X86.Msr.ApicBase)
+            {
+                // The Cpu decodes the xAPIC page from its own copy of IA32_APIC_BASE.
+                Cpu.ApicBase = value;
+            }
+
+            Resume(Then(MsrExit.CompleteWrite(Cpu)));
+        });
     }
 
-    /// <summary>handle_wrmsr: APIC MSRs (incl. IA32_APIC_BASE) go to the LAPIC; core MSRs to the Cpu.</summary>
-    private int WriteMsr()
+    private int FailMsr()
     {
-        var index = (uint)Cpu.Gpr[Cpu.RCX];
-        var value = (Cpu.Gpr[Cpu.RDX] << 32) | (uint)Cpu.Gpr[Cpu.RAX];
-        if (Cpu.IsApicMsr(index))
-        {
-            return AskLapic(new LapicProtocol.WriteMsr(index, value), reply =>
-            {
-                if (reply.Fault)
-                {
-                    QueueGp();
-                    Resume(1);
-                    return;
-                }
-
-                if (index == Msr.ApicBase)
-                {
-                    // The Cpu decodes the xAPIC page from its copy of IA32_APIC_BASE.
-                    Cpu.ApicBase = value;
-                }
-
-                Resume(Then(Cpu.Complete()));
-            });
-        }
-
-        if (!Cpu.TryWriteMsr(index, value))
-        {
-            QueueGp();
-            return 1;
-        }
-
-        return Then(Cpu.Complete());
+        QueueException(MsrExit.Fail(Cpu));
+        return 1;
     }
 
     /// <summary>handle_apic_access: emulate the access against the LAPIC; the read value completes the instruction.</summary>
@@ -148,12 +129,8 @@ public sealed partial class RunLoopActor
         return AskLapic(request, reply => Resume(Then(Cpu.Complete(reply.Value))));
     }
 
-    /// <summary>
-    /// MMIO no device claims (EPT_VIOLATION on an unbacked GPA): reads return all ones and writes
-    /// are dropped, as on a bus with nothing behind it.
-    /// </summary>
-    private int UnclaimedMmio(VmExit exit) =>
-        Then(exit.IsWrite ? Cpu.Complete() : Cpu.Complete(Cpu.SizeMaskOf(exit.Size)));
+    /// <summary>MMIO no device claims (EPT_VIOLATION on an unbacked GPA): the platform's UnclaimedMmioExit (all ones / dropped).</summary>
+    private int UnclaimedMmio(VmExit exit) => Then(UnclaimedMmioExit.Handle(Cpu, exit));
 
     /// <summary>handle_preemption_timer: legal only with L2 active; otherwise a counted WARN (I8).</summary>
     private int PreemptionTimer()
@@ -167,9 +144,4 @@ public sealed partial class RunLoopActor
         _lapic.Tell(new LapicProtocol.HvTimerExpired(Shared.HvDeadline));
         return 1;
     }
-}
-
-internal static class CpuSizeExtensions
-{
-    public static ulong SizeMaskOf(this Cpu _, int size) => Cpu.SizeMask(size <= 0 ? 8 : size);
 }

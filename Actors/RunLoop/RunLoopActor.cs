@@ -513,11 +513,10 @@ public sealed partial class RunLoopActor : ReceiveActor
         onReply(reply);
     }
 
-    /// <summary>kvm_queue_exception: the instruction is abandoned and the fault injected at the next entry.</summary>
-    private void QueueGp()
+    /// <summary>kvm_queue_exception: injected at the next entry (the instruction was abandoned).</summary>
+    private void QueueException(EventInjection exception)
     {
-        Cpu.AbandonPendingInstruction();
-        _exception = new EventInjection(13, EventType.HardwareException, 0);
+        _exception = exception;
         Shared.MakeRequest(KvmRequest.Event);
     }
 

@@ -257,7 +257,7 @@ public sealed class VcpuActor : ReceiveActor
     private FastpathResult MsrWriteFastpath(ref VmExit exit)
     {
         var cpu = _ctx.Cpu;
-        var index = (uint)cpu.Gpr[Cpu.RCX];
+        var index = (uint)exit.Qualification; // ECX
         FastpathHandler handler;
         if (index == Msr.X2ApicIcr && (cpu.ApicBase & MsrApicBase.X2Apic) != 0)
         {
@@ -272,7 +272,7 @@ public sealed class VcpuActor : ReceiveActor
             return FastpathResult.None;
         }
 
-        var value = (cpu.Gpr[Cpu.RDX] << 32) | (uint)cpu.Gpr[Cpu.RAX];
+        var value = exit.Value; // EDX:EAX
 
         // The write goes to the LAPIC before the guest can run on: its mailbox keeps this
         // vCPU's writes in order, and the LAPIC kicks if the write changes the hv deadline.
