@@ -269,7 +269,9 @@ public sealed partial class RunLoopActor : ReceiveActor
         if ((events & VcpuShared.ApicInit) != 0)
         {
             var bsp = _ctx.Id == 0;
+            var apicBase = Cpu.ApicBase; // INIT keeps IA32_APIC_BASE (SDM 11.12.5.1)
             Cpu.Reset(bsp);
+            Cpu.ApicBase = apicBase;
             _nmiPending = 0;
             _exception = null;
             _reinject = null;

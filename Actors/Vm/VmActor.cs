@@ -68,6 +68,7 @@ public sealed class VmActor : ReceiveActor
         Receive<StopVm>(m => Finish(m.Kind, m.ExitCode, m.Detail));
         Receive<ChildFailed>(m => Finish(VmExitKind.Error, 1, $"actor {m.Child} failed: {m.Error}"));
         Receive<GetStatistics>(_ => Sender.Tell(Statistics()));
+        Receive<GetVcpuShared>(_ => Sender.Tell(_vcpus.Select(v => v.Shared).ToArray()));
         Receive<PauseVm>(_ =>
         {
             _pauseRequester = Sender;

@@ -41,6 +41,12 @@ public static class VmProtocol
         public static GetStatistics Instance { get; } = new();
     }
 
+    /// <summary>Replies with each vCPU's shared request/mode state (VcpuShared[]), for checkers and tests.</summary>
+    public sealed record GetVcpuShared : ICommand
+    {
+        public static GetVcpuShared Instance { get; } = new();
+    }
+
     /// <summary>All vCPUs acknowledged <see cref="PauseVm"/>.</summary>
     public sealed record VmPaused : IEvent
     {
