@@ -95,7 +95,7 @@ public sealed class RunLoopSpec : TestKit
     [Fact(DisplayName = "I1: a request made from another thread while the guest spins is serviced promptly, every time")]
     public void RequestFromAnotherThreadIsServiced()
     {
-        var rig = new VmRig(Sys, 1, m => TestGuest.LoadReal(m, 0, Spin), new VmOptions { SliceInstructions = 10_000_000 }).Start();
+        var rig = new VmRig(Sys, 1, m => TestGuest.LoadReal(m, 0, Spin), new VmOptions { SliceInstructions = 200_000 }).Start();
         rig.WaitUntil(() => rig.Stats().InstructionsRetired > 0, "the guest runs");
         var shared = rig.Shared();
         for (var i = 1; i <= 20; i++)
