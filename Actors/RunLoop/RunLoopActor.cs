@@ -116,6 +116,14 @@ public sealed partial class RunLoopActor : ReceiveActor
     {
         while (true)
         {
+            // KVM_REQ_VM_DEAD: every ioctl fails with -EIO from now on (a blocked vCPU would
+            // otherwise spin through check_block, which it satisfies forever).
+            if (Shared.TestRequest(KvmRequest.VmDead))
+            {
+                _phase = Phase.Stopped;
+                return;
+            }
+
             // Transfer work: a pending "signal" (pause/stop) leaves vcpu_run (-EINTR).
             if (Shared.SignalPending)
             {
