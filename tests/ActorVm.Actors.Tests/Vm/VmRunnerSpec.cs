@@ -62,27 +62,28 @@ public sealed class VmRunnerSpec
         }));
     }
 
-    [Theory(DisplayName = "RunAsync: a 4-vCPU guest boots its APs with INIT/SIPI and every AP's IPI reaches the BSP")]
-    [InlineData(ImmediateExitMethod.PreemptionTimer, VcpuDispatcher.Shared)]
-    [InlineData(ImmediateExitMethod.SelfIpi, VcpuDispatcher.Pinned)]
-    public async Task SmpIpis(ImmediateExitMethod method, VcpuDispatcher dispatcher)
+    [Theory(DisplayName = "RunAsync: an SMP guest boots its APs with INIT/SIPI and every AP's IPI reaches the BSP")]
+    [InlineData(ImmediateExitMethod.PreemptionTimer, VcpuDispatcher.Shared, 4)]
+    [InlineData(ImmediateExitMethod.SelfIpi, VcpuDispatcher.Pinned, 4)]
+    [InlineData(ImmediateExitMethod.PreemptionTimer, VcpuDispatcher.Shared, 16)]
+    public async Task SmpIpis(ImmediateExitMethod method, VcpuDispatcher dispatcher, int vcpus)
     {
         var ports = new RecordingPorts();
         var result = await VmRunner.RunAsync(new VmOptions
         {
-            Vcpus = 4,
+            Vcpus = vcpus,
             MemoryMiB = 4,
             ImmediateExit = method,
             Dispatcher = dispatcher,
             Timeout = TimeSpan.FromSeconds(4),
-            Load = (m, c) => SmpGuest(m, c, 4, ports),
+            Load = (m, c) => SmpGuest(m, c, vcpus, ports),
         });
 
         Assert.Equal(VmExitKind.Shutdown, result.Kind);
-        Assert.Equal(3, ports.Count(0x81));
+        Assert.Equal(vcpus - 1, ports.Count(0x81));
         Assert.Equal(1, ports.Count(0x80));
-        Assert.Equal(4, result.Statistics.PerVcpu.Count);
-        Assert.Equal(3, result.Statistics.PerVcpu[0].Injections.Irqs);
+        Assert.Equal(vcpus, result.Statistics.PerVcpu.Count);
+        Assert.Equal(vcpus - 1, result.Statistics.PerVcpu[0].Injections.Irqs);
         Assert.All(result.Statistics.PerVcpu, v => Assert.True(v.InstructionsRetired > 0));
         Assert.Equal(new Stats.WarnStatistics(0, 0, 0), result.Statistics.Total.Warnings);
     }
@@ -104,5 +105,35 @@ public sealed class VmRunnerSpec
 
         Assert.Equal(VmExitKind.Timeout, result.Kind);
         Assert.True(result.Statistics.Total.InstructionsRetired > 0);
+    }
+}
+
+/// <summary>A failing actor ends the VM with an error and the statistics, never a hang.</summary>
+public sealed class FailureSpec
+{
+    private sealed class ThrowingPort : IIoDevice
+    {
+        public uint In(ushort port, int size) => throw new InvalidOperationException("device exploded");
+
+        public void Out(ushort port, int size, uint value) => throw new InvalidOperationException("device exploded");
+    }
+
+    [Fact(DisplayName = "A device that throws on the run loop's thread fails the RunLoopActor; the VM ends with Error")]
+    public async Task ChildFailureEndsTheVm()
+    {
+        var result = await VmRunner.RunAsync(new VmOptions
+        {
+            MemoryMiB = 4,
+            Timeout = TimeSpan.FromSeconds(4),
+            Load = (m, _) =>
+            {
+                m.Io.Register(0x90, 1, new ThrowingPort());
+                TestGuest.LoadReal(m, 0, a => { a.@out(0x90, al); a.hlt(); });
+            },
+        });
+
+        Assert.Equal(VmExitKind.Error, result.Kind);
+        Assert.Contains("device exploded", result.Detail, StringComparison.Ordinal);
+        Assert.Equal(1, result.Statistics.Total.ExitsByReason["IO_INSTRUCTION"]);
     }
 }
