@@ -99,6 +99,12 @@ public sealed class LapicActor : ReceiveActor
             return;
         }
 
+        var faults = _ctx.Options.Faults;
+        if (faults?.KickBeforeRequest == true)
+        {
+            Shared.Kick(); // negative control: breaks "request, then kick"
+        }
+
         switch (message.Mode)
         {
             case DeliveryMode.Nmi:
@@ -133,7 +139,11 @@ public sealed class LapicActor : ReceiveActor
                 break;
         }
 
-        Shared.Kick();
+        faults?.Delay();
+        if (faults?.KickBeforeRequest != true)
+        {
+            Shared.Kick();
+        }
     }
 
     private void Acknowledge()

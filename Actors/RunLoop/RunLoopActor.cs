@@ -235,6 +235,11 @@ public sealed partial class RunLoopActor : ReceiveActor
     private int Launch()
     {
         _phase = Phase.InGuest;
+        if (_entryInjection is { } loaded)
+        {
+            _ctx.Options.Observer?.Injected(_ctx.Id, loaded, reinjected: false);
+        }
+
         var flags = _forceImmediateExit ? RunFlags.ForceImmediateExit : RunFlags.None;
         _vcpu.Tell(new Run(flags, _entryInjection, _irqWindow, _nmiWindow));
         return Suspended;
@@ -248,6 +253,7 @@ public sealed partial class RunLoopActor : ReceiveActor
         }
 
         Counters.CountRequest(bit);
+        _ctx.Options.Observer?.RequestServiced(_ctx.Id, bit);
         return true;
     }
 
@@ -553,9 +559,11 @@ public sealed partial class RunLoopActor : ReceiveActor
             // prepare_to_rcuwait + set_current_state, then the final kvm_vcpu_check_block: a kick
             // after this point sees Blocked and sends Wake; one before it is seen by the check.
             Shared.EnterBlocked();
+            _ctx.Options.Faults?.Delay();
             if (!CheckBlock())
             {
                 _phase = Phase.Blocked;
+                _ctx.Options.Observer?.BlockChanged(_ctx.Id, blocked: true);
                 return Suspended;
             }
 
@@ -574,6 +582,7 @@ public sealed partial class RunLoopActor : ReceiveActor
         }
 
         Counters.Add(ref Counters.Wakeups);
+        _ctx.Options.Observer?.BlockChanged(_ctx.Id, blocked: false);
         Unblocked();
         _phase = Phase.Idle;
         Resume(AfterBlock());

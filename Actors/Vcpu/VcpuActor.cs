@@ -31,6 +31,8 @@ public sealed class VcpuActor : ReceiveActor
     private bool _softDisabled;
     private ulong _hvProgrammed = VcpuShared.NoDeadline;
     private VmExit _lastExit;
+    private long _requestsAtCheck;
+    private int _modeAtCheck;
 
     public VcpuActor(VcpuContext ctx, IActorRef lapic)
     {
@@ -55,12 +57,16 @@ public sealed class VcpuActor : ReceiveActor
         // reordered before it (pairs with the barrier in make_request + kick).
         Shared.Mode.Set(ModeWord.InGuestMode);
         Interlocked.MemoryBarrier();
+        _ctx.Options.Faults?.Delay();
 
         // E7: kvm_vcpu_exit_request. Any request or EXITING refuses the entry (I2).
-        if (Shared.ExitRequest)
+        _requestsAtCheck = Shared.Requests;
+        _modeAtCheck = Shared.Mode.Read();
+        if (Shared.ExitRequest && _ctx.Options.Faults?.SkipEntryRecheck != true)
         {
             Shared.Mode.Set(ModeWord.OutsideGuestMode);
             _ctx.Counters.Add(ref _ctx.Counters.EntriesCancelled);
+            _ctx.Options.Observer?.EntryCancelled(_ctx.Id, _requestsAtCheck, _modeAtCheck);
             _runLoop.Tell(new EntryCancelled(run.Force, run.Injection));
             return;
         }
@@ -83,7 +89,9 @@ public sealed class VcpuActor : ReceiveActor
     private void OnReenter()
     {
         // E10 step 4, repeated after the mailbox turn: an exit request ends the inner loop.
-        if (Shared.ExitRequest)
+        _requestsAtCheck = Shared.Requests;
+        _modeAtCheck = Shared.Mode.Read();
+        if (Shared.ExitRequest && _ctx.Options.Faults?.SkipEntryRecheck != true)
         {
             LeaveGuest(_lastExit, FastpathResult.ExitHandled, forced: false);
             return;
@@ -116,6 +124,7 @@ public sealed class VcpuActor : ReceiveActor
             SendSelfIpi();
         }
 
+        _ctx.Options.Observer?.Entry(_ctx.Id, _requestsAtCheck, _modeAtCheck, force, _reentry);
         var exit = cpu.Run(new VmEntry(deadline, _injection, _irqWindow, _nmiWindow, _ctx.Options.SliceInstructions));
         _injection = null;
         counters.Add(ref counters.InstructionsRetired, exit.InstructionsRetired);
@@ -132,10 +141,13 @@ public sealed class VcpuActor : ReceiveActor
 
         var fp = Fastpath(ref exit, force);
         _lastExit = exit;
+        _ctx.Options.Observer?.Exit(_ctx.Id, exit, fp, force);
         if (fp == FastpathResult.ReenterGuest)
         {
             // E10: re-check before re-entering; run_flags are cleared for the next entry.
-            if (Shared.ExitRequest)
+            _requestsAtCheck = Shared.Requests;
+            _modeAtCheck = Shared.Mode.Read();
+            if (Shared.ExitRequest && _ctx.Options.Faults?.SkipEntryRecheck != true)
             {
                 LeaveGuest(exit, FastpathResult.ExitHandled, force);
                 return;

@@ -78,6 +78,12 @@ public sealed record VmOptions
     /// <summary>A clock for virtual time in tests; default host monotonic time at <see cref="TscHz"/>.</summary>
     public Hardware.X86.ITscClock? Clock { get; init; }
 
+    /// <summary>Invariant-checker hooks (stress runs); null = off.</summary>
+    public Vcpu.IRunLoopObserver? Observer { get; init; }
+
+    /// <summary>Delay and protocol-breaking switches for stress runs; null = off.</summary>
+    public Vcpu.FaultInjection? Faults { get; init; }
+
     internal TimerBackend EffectiveTimer => ImmediateExit == ImmediateExitMethod.SelfIpi ? TimerBackend.Sw : Timer;
 }
 

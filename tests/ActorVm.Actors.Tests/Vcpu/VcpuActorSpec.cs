@@ -295,4 +295,53 @@ public sealed class VcpuActorSpec : TestKit
         Assert.Equal(exit.Exit.InstructionsRetired, rig.Stats.InstructionsRetired);
         Assert.Equal(0, rig.Stats.ForcedEntries[nameof(ImmediateExitMethod.PreemptionTimer)].Count);
     }
+
+    private sealed class EntryRecorder : IRunLoopObserver
+    {
+        public List<long> EntryRequests { get; } = [];
+
+        public int Cancelled;
+
+        public void Entry(int vcpu, long requestsAtCheck, int modeAtCheck, bool forced, bool reentry) => EntryRequests.Add(requestsAtCheck);
+
+        public void Exit(int vcpu, in VmExit exit, FastpathResult fastpath, bool forced)
+        {
+        }
+
+        public void EntryCancelled(int vcpu, long requestsAtCheck, int modeAtCheck) => Cancelled++;
+
+        public void RequestServiced(int vcpu, int bit)
+        {
+        }
+
+        public void Injected(int vcpu, EventInjection injection, bool reinjected)
+        {
+        }
+
+        public void BlockChanged(int vcpu, bool blocked)
+        {
+        }
+    }
+
+    [Theory(DisplayName = "Checker hook and negative control: with E7 skipped an entry runs with a request pending (I2 violation is observable)")]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void ObserverSeesI2Violation(bool skipRecheck)
+    {
+        var observer = new EntryRecorder();
+        var rig = Create(a => a.hlt(), new VmOptions { Observer = observer, Faults = new FaultInjection(SkipEntryRecheck: skipRecheck) });
+        rig.Shared.MakeRequest(KvmRequest.TlbFlush);
+        rig.RunLoop.Send(rig.Vcpu, Plain);
+        if (skipRecheck)
+        {
+            rig.RunLoop.ExpectMsg<VcpuExited>(Bound);
+            Assert.Equal([1L << KvmRequest.TlbFlush], observer.EntryRequests);
+        }
+        else
+        {
+            rig.RunLoop.ExpectMsg<EntryCancelled>(Bound);
+            Assert.Empty(observer.EntryRequests);
+            Assert.Equal(1, observer.Cancelled);
+        }
+    }
 }
