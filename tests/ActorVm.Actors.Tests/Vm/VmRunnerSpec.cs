@@ -86,6 +86,11 @@ public sealed class VmRunnerSpec
         Assert.Equal(vcpus - 1, result.Statistics.PerVcpu[0].Injections.Irqs);
         Assert.All(result.Statistics.PerVcpu, v => Assert.True(v.InstructionsRetired > 0));
         Assert.Equal(new Stats.WarnStatistics(0, 0, 0), result.Statistics.Total.Warnings);
+        var text = Stats.StatisticsText.Format(result.Statistics, perVcpu: true);
+        Assert.Contains("[vcpu 1] instructions", text, StringComparison.Ordinal);
+        Assert.Contains("HLT", text, StringComparison.Ordinal);
+        var json = System.Text.Json.JsonSerializer.Serialize(result.Statistics);
+        Assert.Contains("\"ExitsByReason\"", json, StringComparison.Ordinal);
     }
 
     [Fact(DisplayName = "RunAsync: a guest that never stops ends with Timeout, not a hang")]
