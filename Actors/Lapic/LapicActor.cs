@@ -229,18 +229,12 @@ public sealed class LapicActor : ReceiveActor
         _generation++;
         if (_hvInUse)
         {
-            var before = Shared.HvDeadline;
+            // Every write that re-arms the timer reaches us while its vCPU waits outside the guest
+            // (slowpath) or in the fastpath for our reply: the next entry reads the new deadline.
             Shared.HvDeadline = deadline == ulong.MaxValue ? VcpuShared.NoDeadline : deadline;
             if (_ctx.Trace.HvTimerState)
             {
                 _ctx.Trace.KvmHvTimerState(_ctx.Id, hvTimerInUse: true);
-            }
-
-            // The running entry was programmed with the old deadline: make it re-enter with the
-            // new one. (In KVM the TSC_DEADLINE write runs on the vCPU itself, before re-entry.)
-            if (deadline < before && Shared.Mode.Read() != ModeWord.OutsideGuestMode)
-            {
-                Shared.Kick();
             }
         }
         else if (deadline != ulong.MaxValue)

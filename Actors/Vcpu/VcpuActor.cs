@@ -31,6 +31,8 @@ public sealed class VcpuActor : ReceiveActor
     private bool _softDisabled;
     private ulong _hvProgrammed = VcpuShared.NoDeadline;
     private VmExit _lastExit;
+    private bool _awaitingLapic;
+    private int _pendingLapicReplies;
     private long _requestsAtCheck;
     private int _modeAtCheck;
 
@@ -40,6 +42,16 @@ public sealed class VcpuActor : ReceiveActor
         _lapic = lapic;
         Receive<Run>(OnRun);
         Receive<Reenter>(_ => OnReenter());
+        Receive<LapicProtocol.RegisterAccessed>(_ =>
+        {
+            // The LAPIC has applied the fastpath write (IRR, request and kick already done), so
+            // the E10 re-check sees what it caused, as when KVM delivers the ICR write synchronously.
+            if (--_pendingLapicReplies == 0 && _awaitingLapic)
+            {
+                _awaitingLapic = false;
+                OnReenter();
+            }
+        });
     }
 
     public static Props Props(VcpuContext ctx, IActorRef lapic) => Akka.Actor.Props.Create(() => new VcpuActor(ctx, lapic));
@@ -155,7 +167,15 @@ public sealed class VcpuActor : ReceiveActor
 
             _flags = RunFlags.None;
             _reentry = true;
-            Self.Tell(Reenter.Instance);
+            if (_pendingLapicReplies > 0)
+            {
+                _awaitingLapic = true; // OnReenter when the LAPIC has applied the write
+            }
+            else
+            {
+                Self.Tell(Reenter.Instance);
+            }
+
             return;
         }
 
@@ -271,8 +291,10 @@ public sealed class VcpuActor : ReceiveActor
         var cpu = _ctx.Cpu;
         var index = (uint)exit.Qualification; // ECX
         FastpathHandler handler;
-        if (index == Msr.X2ApicIcr && (cpu.ApicBase & MsrApicBase.X2Apic) != 0)
+        var value = exit.Value; // EDX:EAX
+        if (index == Msr.X2ApicIcr && (cpu.ApicBase & MsrApicBase.X2Apic) != 0 && (value & 0xFFF3_2000UL) == 0)
         {
+            // Reserved ICR bits (31:20, 17:16, 13) #GP: leave those to the slowpath.
             handler = FastpathHandler.X2ApicIcr;
         }
         else if (index == Msr.TscDeadline && _ctx.Options.EffectiveTimer == TimerBackend.Hv)
@@ -284,11 +306,10 @@ public sealed class VcpuActor : ReceiveActor
             return FastpathResult.None;
         }
 
-        var value = exit.Value; // EDX:EAX
-
-        // The write goes to the LAPIC before the guest can run on: its mailbox keeps this
-        // vCPU's writes in order, and the LAPIC kicks if the write changes the hv deadline.
-        _lapic.Tell(new LapicProtocol.WriteMsr(index, value, Reply: false));
+        // The write goes to the LAPIC, and the inner loop re-enters only after its reply: mode
+        // stays IN meanwhile (as in KVM's fastpath), so a kick is still seen by the E10 re-check.
+        _lapic.Tell(new LapicProtocol.WriteMsr(index, value, Reply: true));
+        _pendingLapicReplies++;
         if (cpu.Complete() is { } next)
         {
             exit = next;

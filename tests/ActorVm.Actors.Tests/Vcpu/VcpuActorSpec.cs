@@ -240,7 +240,10 @@ public sealed class VcpuActorSpec : TestKit
         rig.Cpu.ApicBase |= MsrApicBase.X2Apic;
         rig.RunLoop.Send(rig.Vcpu, Plain);
         var write = rig.Lapic.ExpectMsg<LapicProtocol.WriteMsr>(Bound);
-        Assert.Equal((0x830u, 0x0000_0001_0000_4041UL, false), (write.Index, write.Value, write.Reply));
+        Assert.Equal((0x830u, 0x0000_0001_0000_4041UL), (write.Index, write.Value));
+        rig.RunLoop.ExpectNoMsg(TimeSpan.FromMilliseconds(50)); // the inner loop waits for the LAPIC
+        Assert.Equal(ModeWord.InGuestMode, rig.Shared.Mode.Read());
+        rig.Lapic.Reply(new LapicProtocol.RegisterAccessed(0, false));
         var io = rig.RunLoop.ExpectMsg<VcpuExited>(Bound);
         Assert.Equal(ExitReason.IoInstruction, io.Exit.Reason);
         Assert.Equal(1, rig.Stats.FastpathByHandler[nameof(FastpathHandler.X2ApicIcr)][nameof(FastpathResult.ReenterGuest)]);
@@ -252,6 +255,17 @@ public sealed class VcpuActorSpec : TestKit
         xapic.Lapic.ExpectNoMsg(TimeSpan.FromMilliseconds(20));
     }
 
+    [Fact(DisplayName = "MSR_WRITE fastpath: an ICR write with reserved bits set is left to the slowpath (#GP there)")]
+    public void IcrReservedBitsSlowpath()
+    {
+        var rig = Create(a => { a.Wrmsr(0x830, 0x0010_4041); a.hlt(); });
+        rig.Cpu.ApicBase |= MsrApicBase.X2Apic;
+        rig.RunLoop.Send(rig.Vcpu, Plain);
+        var slow = rig.RunLoop.ExpectMsg<VcpuExited>(Bound);
+        Assert.Equal((ExitReason.MsrWrite, FastpathResult.None), (slow.Exit.Reason, slow.Fastpath));
+        rig.Lapic.ExpectNoMsg(TimeSpan.FromMilliseconds(20));
+    }
+
     [Fact(DisplayName = "MSR_WRITE fastpath: TSC_DEADLINE with the hv timer; with the sw timer it is slowpath")]
     public void TscDeadlineFastpath()
     {
@@ -259,6 +273,7 @@ public sealed class VcpuActorSpec : TestKit
         rig.RunLoop.Send(rig.Vcpu, Plain);
         var write = rig.Lapic.ExpectMsg<LapicProtocol.WriteMsr>(Bound);
         Assert.Equal((0x6E0u, 123_456UL), (write.Index, write.Value));
+        rig.Lapic.Reply(new LapicProtocol.RegisterAccessed(0, false));
         Assert.Equal(ExitReason.IoInstruction, rig.RunLoop.ExpectMsg<VcpuExited>(Bound).Exit.Reason);
         Assert.Equal(1, rig.Stats.FastpathByHandler[nameof(FastpathHandler.TscDeadline)][nameof(FastpathResult.ReenterGuest)]);
 

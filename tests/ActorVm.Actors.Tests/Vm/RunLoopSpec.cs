@@ -95,7 +95,8 @@ public sealed class RunLoopSpec : TestKit
     [Fact(DisplayName = "I1: a request made from another thread while the guest spins is serviced promptly, every time")]
     public void RequestFromAnotherThreadIsServiced()
     {
-        var rig = new VmRig(Sys, 1, m => TestGuest.LoadReal(m, 0, Spin), new VmOptions { SliceInstructions = 200_000 }).Start();
+        var observer = new I2Checker();
+        var rig = new VmRig(Sys, 1, m => TestGuest.LoadReal(m, 0, Spin), new VmOptions { SliceInstructions = 200_000, Observer = observer }).Start();
         rig.WaitUntil(() => rig.Stats().InstructionsRetired > 0, "the guest runs");
         var shared = rig.Shared();
         for (var i = 1; i <= 20; i++)
@@ -111,6 +112,8 @@ public sealed class RunLoopSpec : TestKit
         rig.Vm.Tell(new VmProtocol.StopVm(VmExitKind.Shutdown, 0, "test done"));
         var result = rig.Await();
         Assert.Equal(20, result.Statistics.PerVcpu[0].RequestsServiced["TLB_FLUSH"]);
+        Assert.True(observer.Entries > 0);
+        Assert.Equal(0, observer.Violations);
         Assert.True(result.Statistics.PerVcpu[0].ExitsByReason["EXTERNAL_INTERRUPT"] >= 20, "every request kicked the running slice out");
         AssertNoWarnings(result.Statistics.PerVcpu[0]);
     }
@@ -206,5 +209,71 @@ public sealed class RunLoopSpec : TestKit
         Assert.Contains(rig.Trace.Lines, l => l.EndsWith("kvm_apic_ipi: dst 1 vec 2 (SIPI|physical|assert|edge|dst)", StringComparison.Ordinal));
         Assert.True(result.Statistics.PerVcpu[1].InstructionsRetired > 0);
         AssertNoWarnings(result.Statistics.Total);
+    }
+
+    [Fact(DisplayName = "I13: self-IPIs (SELF_IPI MSR and ICR shorthand self) reach only the sender, once each")]
+    public void SelfIpisReachOnlyTheSender()
+    {
+        var rig = new VmRig(Sys, 2, m =>
+        {
+            TestGuest.Handler(m, 0x50, 0x3000, a => { a.@out(0x85, al); a.Eoi(); a.iret(); });
+            TestGuest.LoadReal(m, 0, a =>
+            {
+                a.EnableX2Apic(bsp: true);
+                a.sti();
+                a.Wrmsr(0x83F, 0x50);          // SELF_IPI
+                a.nop();
+                a.Wrmsr(0x830, (1 << 18) | 0x4050); // ICR, shorthand self
+                a.nop();
+                a.@out(0x80, al);
+                DebugExit(a);
+            });
+        }).Start();
+
+        var result = rig.Await();
+        Assert.Equal([0x85, 0x85, 0x80], rig.Ports.Writes.Select(w => (int)w.Port));
+        Assert.Equal(2, result.Statistics.PerVcpu[0].Injections.Irqs);
+        Assert.Equal(0, result.Statistics.PerVcpu[1].Injections.Irqs);
+        Assert.Equal(1, result.Statistics.PerVcpu[0].FastpathByHandler["X2ApicIcr"]["ReenterGuest"]);
+    }
+
+    /// <summary>I2 as the stress checker will see it: an entry must never pass E7 with a request or EXITING seen.</summary>
+    private sealed class I2Checker : IRunLoopObserver
+    {
+        private int _entries;
+        private int _violations;
+
+        public int Entries => Volatile.Read(ref _entries);
+
+        public int Violations => Volatile.Read(ref _violations);
+
+        public void Entry(int vcpu, long requestsAtCheck, int modeAtCheck, bool forced, bool reentry)
+        {
+            Interlocked.Increment(ref _entries);
+            if (requestsAtCheck != 0 || modeAtCheck == ModeWord.ExitingGuestMode)
+            {
+                Interlocked.Increment(ref _violations);
+            }
+        }
+
+        public void Exit(int vcpu, in VmExit exit, FastpathResult fastpath, bool forced)
+        {
+        }
+
+        public void EntryCancelled(int vcpu, long requestsAtCheck, int modeAtCheck)
+        {
+        }
+
+        public void RequestServiced(int vcpu, int bit)
+        {
+        }
+
+        public void Injected(int vcpu, EventInjection injection, bool reinjected)
+        {
+        }
+
+        public void BlockChanged(int vcpu, bool blocked)
+        {
+        }
     }
 }
