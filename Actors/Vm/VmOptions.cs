@@ -92,3 +92,10 @@ public interface IVmControl
 {
     void Shutdown(int exitCode, string reason);
 }
+
+public static class VmControlExtensions
+{
+    /// <summary>Ends the VM (kind Shutdown, the device's exit status) when the guest writes the debug-exit port.</summary>
+    public static void ShutdownOn(this IVmControl control, Hardware.Devices.DebugExit device) =>
+        device.Requested += status => control.Shutdown(status, $"debug-exit status {status}");
+}

@@ -28,6 +28,7 @@ public static class VmRunner
 
     private static Config SystemConfig { get; } = ConfigurationFactory.ParseString("""
         akka {
+          loggers = ["Akka.Logger.Serilog.SerilogLogger, Akka.Logger.Serilog"]
           loglevel = WARNING
           stdout-loglevel = WARNING
           log-dead-letters = off

@@ -17,7 +17,7 @@ public sealed class VmRunnerSpec
     {
         m.Io.Register(0x80, 8, ports);
         var debugExit = new DebugExit();
-        debugExit.Requested += code => control.Shutdown(code, "debug-exit");
+        control.ShutdownOn(debugExit);
         m.Io.Register(DebugExit.DefaultPort, DebugExit.PortCount, debugExit);
         for (var i = 1; i < vcpus; i++)
         {
@@ -43,6 +43,7 @@ public sealed class VmRunnerSpec
             a.cmp(__byte_ptr[0x600], (byte)(vcpus - 1));
             a.jb(wait);
             a.@out(0x80, al);
+            a.mov(al, __byte_ptr[0x600]);
             a.mov(dx, DebugExit.DefaultPort);
             a.@out(dx, al);
             a.cli();
@@ -80,6 +81,7 @@ public sealed class VmRunnerSpec
         });
 
         Assert.Equal(VmExitKind.Shutdown, result.Kind);
+        Assert.Equal(DebugExit.StatusFor((uint)(vcpus - 1)), result.ExitCode); // OUT of AL = [0x600] count
         Assert.Equal(vcpus - 1, ports.Count(0x81));
         Assert.Equal(1, ports.Count(0x80));
         Assert.Equal(vcpus, result.Statistics.PerVcpu.Count);
