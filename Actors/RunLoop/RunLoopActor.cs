@@ -309,33 +309,32 @@ public sealed partial class RunLoopActor : ReceiveActor
     private int CheckAndInjectEvents()
     {
         // 2. Re-inject what a cancelled entry had loaded (vmx_cancel_injection → complete_interrupts).
-        if (_reinject is { } again)
+        //    A pending exception suppresses re-injecting an NMI/IRQ: that one stays queued.
+        var needsReinjection = _reinject is not null;
+        if (_reinject is { } again && (IsException(again) || _exception is null))
         {
             _reinject = null;
             _entryInjection = again;
-            _canInject = false;
             if (again.Type == EventType.ExternalInterrupt && _ctx.Trace.InjVirq)
             {
                 _ctx.Trace.KvmInjVirq(again.Vector, soft: false, reinjected: true);
             }
         }
-        else
-        {
-            _canInject = true;
-        }
 
-        // 5. A pending exception.
-        if (_exception is { } ex)
-        {
-            if (!_canInject)
-            {
-                return Busy();
-            }
+        // 4. can_inject = !kvm_event_needs_reinjection.
+        _canInject = !needsReinjection;
 
+        // 5. A pending exception is injected (clearing can_inject), unless an exception is being re-injected.
+        if (_exception is { } ex && _entryInjection is null)
+        {
             _exception = null;
             _entryInjection = ex;
             _canInject = false;
             Counters.Add(ref Counters.InjectedExceptions);
+            if (_reinject is not null)
+            {
+                Shared.MakeRequest(KvmRequest.Event); // the suppressed NMI/IRQ re-injection comes next
+            }
         }
 
         // 6. NMI.
@@ -425,6 +424,9 @@ public sealed partial class RunLoopActor : ReceiveActor
         _forceImmediateExit = true;
         return Launch();
     }
+
+    private static bool IsException(EventInjection e) =>
+        e.Type is EventType.HardwareException or EventType.SoftwareException or EventType.PrivilegedSoftwareException or EventType.SoftwareInterrupt;
 
     /// <summary>vmx_nmi_allowed: not blocked by NMI, STI or MOV SS.</summary>
     private bool NmiAllowed => !Cpu.NmiBlocked && !Cpu.InterruptShadow;

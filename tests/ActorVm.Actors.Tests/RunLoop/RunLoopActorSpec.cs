@@ -135,6 +135,21 @@ public sealed class RunLoopActorSpec : TestKit
         Assert.Equal(1, rig.Stats.Injections.Nmis);
     }
 
+    [Fact(DisplayName = "WRMSR of an unknown MSR: the slowpath abandons it and the next entry injects #GP(0); a waiting NMI forces the exit")]
+    public void UnknownMsrInjectsGp()
+    {
+        var rig = Create();
+        rig.RunLoop.Tell(RunLoopProtocol.Start.Instance);
+        rig.Vcpu.ExpectMsg<Run>(Bound);
+        PendNmi(rig);
+        rig.Vcpu.Reply(new VcpuExited(new VmExit(ExitReason.MsrWrite, Qualification: 0xDEAD, IsWrite: true), FastpathResult.None, false));
+
+        var run = rig.Vcpu.ExpectMsg<Run>(Bound);
+        Assert.Equal(new EventInjection(13, EventType.HardwareException, 0), run.Injection);
+        Assert.True(run.Force, "the NMI behind the exception is -EBUSY");
+        Assert.Equal(1, rig.Stats.Injections.Exceptions);
+    }
+
     [Fact(DisplayName = "process_nmi: queued NMIs are capped at 2 pending; a third is dropped")]
     public void NmiPendingCappedAtTwo()
     {
