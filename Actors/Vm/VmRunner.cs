@@ -36,11 +36,27 @@ public static class VmRunner
         }
         """).WithFallback(DispatcherConfig);
 
+    /// <summary>Builds a bare machine from <paramref name="options"/> (devices come from <see cref="VmOptions.Load"/>) and runs it.</summary>
     public static async Task<VmResult> RunAsync(VmOptions options, CancellationToken cancellationToken = default)
     {
         using var machine = new Machine(new MachineConfig(options.Vcpus, options.MemoryMiB, options.TscHz), options.Clock);
+        return await RunAsync(machine, options, cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// Runs a machine someone else built and loaded (e.g. <see cref="Machine.CreatePc"/> plus the
+    /// Multiboot loader); <see cref="VmOptions.Vcpus"/>/<see cref="VmOptions.MemoryMiB"/>/clock are
+    /// the machine's. Its debug-exit device, if any, ends the VM. The machine is not disposed.
+    /// </summary>
+    public static async Task<VmResult> RunAsync(Machine machine, VmOptions options, CancellationToken cancellationToken = default)
+    {
         var result = new TaskCompletionSource<VmResult>(TaskCreationOptions.RunContinuationsAsynchronously);
         var control = new VmControl();
+        if (machine.DebugExit is { } debugExit)
+        {
+            control.ShutdownOn(debugExit);
+        }
+
         options.Load?.Invoke(machine, control);
 
         using var timer = new HostTimer(machine.Clock);
@@ -63,7 +79,7 @@ public static class VmRunner
         finally
         {
             // Terminate waits for running slices (bounded by the instruction budget) before the
-            // machine's memory is released.
+            // machine's memory can be released.
             await system.Terminate().WaitAsync(TimeSpan.FromSeconds(10), CancellationToken.None).ConfigureAwait(false);
         }
     }
