@@ -226,6 +226,7 @@ public sealed class LapicActor : ReceiveActor
     {
         var deadline = _apic.TimerDeadline;
         _armedDeadline = deadline;
+        Shared.TimerArmed = deadline != ulong.MaxValue;
         _generation++;
         if (_hvInUse)
         {

@@ -29,6 +29,8 @@ public sealed class VcpuShared
     private int _l2Active;
     private int _nestedEventPending;
     private int _signalPending;
+    private int _timerArmed;
+    private long _wakeups;
 
     public VcpuShared(int id, ModeWord mode)
     {
@@ -154,9 +156,20 @@ public sealed class VcpuShared
         Interlocked.Exchange(ref _blocked, 1);
     }
 
+    /// <summary>Published by the LAPIC owner: its timer is armed (either backend).</summary>
+    public bool TimerArmed
+    {
+        get => Volatile.Read(ref _timerArmed) != 0;
+        set => Volatile.Write(ref _timerArmed, value ? 1 : 0);
+    }
+
+    /// <summary>How many times the vCPU left the blocked state (for quiescence detection).</summary>
+    public long BlockEpoch => Interlocked.Read(ref _wakeups);
+
     /// <summary>Run loop only: finish_rcuwait.</summary>
     public void LeaveBlocked()
     {
+        Interlocked.Increment(ref _wakeups);
         Interlocked.Exchange(ref _blocked, 0);
         Volatile.Write(ref _wakeQueued, 0);
     }

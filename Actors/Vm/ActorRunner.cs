@@ -20,13 +20,15 @@ public sealed class ActorRunner(VmOptions? template = null) : IVmRunner
         {
             Vcpus = machine.Cpus.Count,
             Timeout = limits.WallTime ?? (template?.Timeout ?? TimeSpan.FromDays(1)),
+            StopWhenAllHalted = true,
         };
         var result = VmRunner.RunAsync(machine, options, cancellationToken).GetAwaiter().GetResult();
         LastResult = result;
         var outcome = result.Kind switch
         {
             VmExitKind.Shutdown when machine.DebugExit?.ExitStatus is not null => RunOutcome.DebugExit,
-            VmExitKind.Shutdown => RunOutcome.HaltedForever,
+            VmExitKind.HaltedForever => RunOutcome.HaltedForever,
+            VmExitKind.Shutdown => RunOutcome.DebugExit,
             VmExitKind.TripleFault => RunOutcome.TripleFault,
             VmExitKind.Timeout => RunOutcome.TimeLimit,
             VmExitKind.Cancelled => RunOutcome.Cancelled,

@@ -16,7 +16,7 @@ namespace ActorVm.Actors.Vm;
 /// shutdown, failure or stop decides the result; any child failure ends the VM with an error
 /// (never a hang).
 /// </summary>
-public sealed class VmActor : ReceiveActor
+public sealed class VmActor : ReceiveActor, IWithTimers
 {
     public const string VcpuDispatcherId = "actorvm.vcpu-dispatcher";
     public const string PinnedDispatcherId = "actorvm.vcpu-pinned-dispatcher";
@@ -32,6 +32,8 @@ public sealed class VmActor : ReceiveActor
     private int _pausedAcks;
     private IActorRef? _pauseRequester;
     private bool _finished;
+    private long _quiescentEpoch = -1;
+    private static readonly TimeSpan QuiescencePoll = TimeSpan.FromMilliseconds(50);
 
     public VmActor(Machine machine, VmOptions options, TaskCompletionSource<VmResult> result, HostTimer timer)
     {
@@ -57,6 +59,11 @@ public sealed class VmActor : ReceiveActor
         Receive<StartVm>(_ =>
         {
             _elapsed.Start();
+            if (options.StopWhenAllHalted)
+            {
+                Timers.StartPeriodicTimer("quiescence", CheckQuiescence.Instance, QuiescencePoll);
+            }
+
             foreach (var r in _runLoops)
             {
                 r.Tell(RunLoopProtocol.Start.Instance);
@@ -68,6 +75,7 @@ public sealed class VmActor : ReceiveActor
         Receive<StopVm>(m => Finish(m.Kind, m.ExitCode, m.Detail));
         Receive<ChildFailed>(m => Finish(VmExitKind.Error, 1, $"actor {m.Child} failed: {m.Error}"));
         Receive<GetStatistics>(_ => Sender.Tell(Statistics()));
+        Receive<CheckQuiescence>(_ => CheckHaltedForever());
         Receive<GetVcpuShared>(_ => Sender.Tell(_vcpus.Select(v => v.Shared).ToArray()));
         Receive<PauseVm>(_ =>
         {
@@ -93,6 +101,8 @@ public sealed class VmActor : ReceiveActor
             }
         });
     }
+
+    public ITimerScheduler Timers { get; set; } = null!;
 
     public static Props Props(Machine machine, VmOptions options, TaskCompletionSource<VmResult> result, HostTimer timer) =>
         Akka.Actor.Props.Create(() => new VmActor(machine, options, result, timer));
@@ -193,4 +203,28 @@ public sealed class VmActor : ReceiveActor
     }
 
     private sealed record ChildFailed(string Child, string Error);
+
+    private sealed record CheckQuiescence
+    {
+        public static CheckQuiescence Instance { get; } = new();
+    }
+
+    /// <summary>Every vCPU blocked, no timer armed, no wake-up since the previous poll: nothing can ever run again.</summary>
+    private void CheckHaltedForever()
+    {
+        if (_vcpus.Any(v => !v.Shared.Blocked || v.Shared.TimerArmed))
+        {
+            _quiescentEpoch = -1;
+            return;
+        }
+
+        var epoch = _vcpus.Sum(v => v.Shared.BlockEpoch);
+        if (epoch == _quiescentEpoch)
+        {
+            Finish(VmExitKind.HaltedForever, 0, "every vCPU is halted with nothing that could wake it");
+            return;
+        }
+
+        _quiescentEpoch = epoch;
+    }
 }

@@ -78,6 +78,13 @@ public sealed record VmOptions
     /// <summary>A clock for virtual time in tests; default host monotonic time at <see cref="TscHz"/>.</summary>
     public Hardware.X86.ITscClock? Clock { get; init; }
 
+    /// <summary>
+    /// End the VM (kind HaltedForever) once every vCPU is blocked, no LAPIC timer is armed and
+    /// nothing changed for two polls (~100 ms): the synchronous runner's "halted forever". Off by
+    /// default: KVM itself never stops a halted VM.
+    /// </summary>
+    public bool StopWhenAllHalted { get; init; }
+
     /// <summary>Invariant-checker hooks (stress runs); null = off.</summary>
     public Vcpu.IRunLoopObserver? Observer { get; init; }
 

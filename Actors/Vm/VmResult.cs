@@ -7,6 +7,8 @@ public enum VmExitKind
     /// <summary>The guest asked to stop (debug-exit device, a loader's shutdown, the host).</summary>
     Shutdown,
     TripleFault,
+    /// <summary>Every vCPU blocked with nothing that could wake it (<see cref="VmOptions.StopWhenAllHalted"/>).</summary>
+    HaltedForever,
     /// <summary>A vCPU or actor failed (unexpected exit, exception): <see cref="VmResult.Detail"/> says why.</summary>
     Error,
     Timeout,

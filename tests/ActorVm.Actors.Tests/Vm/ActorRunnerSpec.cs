@@ -37,4 +37,16 @@ public sealed class ActorRunnerSpec
         Assert.Equal(RunOutcome.DebugExit, result.Outcome);
         Assert.Equal(1, result.DebugExitStatus);
     }
+
+    [Fact(DisplayName = "ActorRunner: a guest that halts with IF=0 and no timer ends as HaltedForever, not at the time limit")]
+    public void HaltedForever()
+    {
+        using var machine = Machine.CreatePc(new MachineConfig(2, 4));
+        TestGuest.LoadReal(machine, 0, a => { a.cli(); a.hlt(); });
+
+        var result = new ActorRunner().Run(machine, new RunLimits(WallTime: TimeSpan.FromSeconds(4)));
+
+        Assert.Equal(RunOutcome.HaltedForever, result.Outcome);
+        Assert.True(result.Elapsed < TimeSpan.FromSeconds(2));
+    }
 }
