@@ -67,7 +67,9 @@ public sealed class VmRunnerSpec
     [InlineData(ImmediateExitMethod.PreemptionTimer, VcpuDispatcher.Shared, 4)]
     [InlineData(ImmediateExitMethod.SelfIpi, VcpuDispatcher.Pinned, 4)]
     [InlineData(ImmediateExitMethod.PreemptionTimer, VcpuDispatcher.Shared, 16)]
-    public async Task SmpIpis(ImmediateExitMethod method, VcpuDispatcher dispatcher, int vcpus)
+    [InlineData(ImmediateExitMethod.PreemptionTimer, VcpuDispatcher.Shared, 8, 300)]
+    [InlineData(ImmediateExitMethod.SelfIpi, VcpuDispatcher.Shared, 8, 300)]
+    public async Task SmpIpis(ImmediateExitMethod method, VcpuDispatcher dispatcher, int vcpus, int delayMicroseconds = 0)
     {
         var ports = new RecordingPorts();
         var result = await VmRunner.RunAsync(new VmOptions
@@ -76,6 +78,7 @@ public sealed class VmRunnerSpec
             MemoryMiB = 4,
             ImmediateExit = method,
             Dispatcher = dispatcher,
+            Faults = delayMicroseconds == 0 ? null : new ActorVm.Actors.Vcpu.FaultInjection(delayMicroseconds, Seed: 42),
             Timeout = TimeSpan.FromSeconds(4),
             Load = (m, c) => SmpGuest(m, c, vcpus, ports),
         });
