@@ -29,7 +29,7 @@ public static class LapicProtocol
     /// <summary>RDMSR of an x2APIC register or TSC_DEADLINE.</summary>
     public sealed record ReadMsr(uint Index) : ICommand;
 
-    /// <summary>WRMSR of an x2APIC register, TSC_DEADLINE or IA32_APIC_BASE. The fastpath sends it without asking for a reply.</summary>
+    /// <summary>WRMSR of an x2APIC register, TSC_DEADLINE or IA32_APIC_BASE; replied with <see cref="RegisterAccessed"/> unless <paramref name="Reply"/> is false.</summary>
     public sealed record WriteMsr(uint Index, ulong Value, bool Reply = true) : ICommand;
 
     /// <summary>Reply to a register access: the value read, or Fault (#GP).</summary>
