@@ -67,6 +67,7 @@ public sealed class VmRunnerSpec
     [InlineData(ImmediateExitMethod.PreemptionTimer, VcpuDispatcher.Shared, 4)]
     [InlineData(ImmediateExitMethod.SelfIpi, VcpuDispatcher.Pinned, 4)]
     [InlineData(ImmediateExitMethod.PreemptionTimer, VcpuDispatcher.Shared, 16)]
+    [InlineData(ImmediateExitMethod.PreemptionTimer, VcpuDispatcher.Shared, 64)]
     [InlineData(ImmediateExitMethod.PreemptionTimer, VcpuDispatcher.Shared, 8, 300)]
     [InlineData(ImmediateExitMethod.SelfIpi, VcpuDispatcher.Shared, 8, 300)]
     public async Task SmpIpis(ImmediateExitMethod method, VcpuDispatcher dispatcher, int vcpus, int delayMicroseconds = 0)
