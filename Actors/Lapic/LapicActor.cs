@@ -178,7 +178,24 @@ public sealed class LapicActor : ReceiveActor
                 _ctx.Trace.KvmApicIpi(ipi.IcrLow, ipi.Destination);
             }
 
-            _bus.Tell(new VmProtocol.SendIpi(ipi));
+            // kvm_apic_send_ipi delivers to the sender itself synchronously (the write's own
+            // vCPU waits for our reply), so a self-IPI is pending before the guest runs on; the
+            // bus carries the message to every other LAPIC.
+            var self = ipi.Shorthand switch
+            {
+                Shorthand.Self or Shorthand.AllIncludingSelf => true,
+                Shorthand.AllExcludingSelf => false,
+                _ => _apic.MatchesDestination(ipi),
+            };
+            if (self)
+            {
+                Accept(ipi, matchDestination: false);
+            }
+
+            if (ipi.Shorthand != Shorthand.Self)
+            {
+                _bus.Tell(new VmProtocol.SendIpi(ipi, SourceAccepted: self));
+            }
         }
 
         if (eoiVector >= 0 && effects.EventNeeded && _ctx.Trace.Eoi)

@@ -32,6 +32,7 @@ public sealed class VmActor : ReceiveActor, IWithTimers
     private int _pausedAcks;
     private IActorRef? _pauseRequester;
     private bool _finished;
+    private int _skip = -1;
     private long _quiescentEpoch = -1;
     private static readonly TimeSpan QuiescencePoll = TimeSpan.FromMilliseconds(50);
 
@@ -69,7 +70,7 @@ public sealed class VmActor : ReceiveActor, IWithTimers
                 r.Tell(RunLoopProtocol.Start.Instance);
             }
         });
-        Receive<SendIpi>(m => Route(m.Message));
+        Receive<SendIpi>(m => Route(m.Message, m.SourceAccepted ? m.Message.SourceVcpu : -1));
         Receive<VcpuShutdown>(m => Finish(m.Kind, m.Kind == VmExitKind.TripleFault ? 1 : 0, m.Detail));
         Receive<VcpuFailed>(m => Finish(VmExitKind.Error, 1, m.Detail));
         Receive<StopVm>(m => Finish(m.Kind, m.ExitCode, m.Detail));
@@ -125,8 +126,9 @@ public sealed class VmActor : ReceiveActor, IWithTimers
     /// ID is the vCPU index); a logical destination or a broadcast is offered to every LAPIC,
     /// which matches it against its own LDR/DFR.
     /// </summary>
-    private void Route(InterruptMessage m)
+    private void Route(InterruptMessage m, int skip)
     {
+        _skip = skip;
         switch (m.Shorthand)
         {
             case Shorthand.Self:
@@ -172,6 +174,11 @@ public sealed class VmActor : ReceiveActor, IWithTimers
 
     private void Deliver(int vcpu, InterruptMessage m, bool match)
     {
+        if (vcpu == _skip)
+        {
+            return;
+        }
+
         if ((uint)vcpu < (uint)_lapics.Length)
         {
             _lapics[vcpu].Tell(new LapicProtocol.AcceptInterrupt(m, match));

@@ -27,8 +27,11 @@ public static class VmProtocol
     /// <summary>End the VM (host request, timeout, debug-exit device).</summary>
     public sealed record StopVm(VmExitKind Kind, int ExitCode, string Detail) : ICommand;
 
-    /// <summary>An ICR/SELF_IPI write on the APIC bus (kvm_irq_delivery_to_apic).</summary>
-    public sealed record SendIpi(InterruptMessage Message) : ICommand;
+    /// <summary>
+    /// An ICR/SELF_IPI write on the APIC bus (kvm_irq_delivery_to_apic). <paramref name="SourceAccepted"/>:
+    /// the sending LAPIC already accepted its own share (synchronously, as KVM does), so the bus skips the source.
+    /// </summary>
+    public sealed record SendIpi(InterruptMessage Message, bool SourceAccepted = false) : ICommand;
 
     /// <summary>A vCPU shut the VM down (triple fault → KVM_EXIT_SHUTDOWN).</summary>
     public sealed record VcpuShutdown(int Vcpu, VmExitKind Kind, string Detail) : IEvent;
