@@ -17,6 +17,39 @@ public static class ApicReg
 
     /// <summary>xAPIC offset of an x2APIC MSR index.</summary>
     public static uint FromMsr(uint msr) => (msr - 0x800) << 4;
+
+    /// <summary>Register name for the kvm_apic tracepoint (<c>apic_%s %s = 0x%llx</c>), KVM's apic_reg names.</summary>
+    public static string Name(uint offset) => (offset & 0xFF0) switch
+    {
+        Id => "id",
+        Version => "lvr",
+        Tpr => "tpr",
+        Apr => "arb_pri",
+        Ppr => "proc_pri",
+        Eoi => "eoi",
+        Rrd => "rrr",
+        Ldr => "ldr",
+        Dfr => "dfr",
+        Svr => "spiv",
+        >= Isr and < Tmr => "isr",
+        >= Tmr and < Irr => "tmr",
+        >= Irr and < Esr => "irr",
+        Esr => "esr",
+        LvtCmci => "lvtcmci",
+        IcrLow => "icr",
+        IcrHigh => "icr2",
+        LvtTimer => "lvtt",
+        LvtThermal => "lvtthmr",
+        LvtPmc => "lvtpc",
+        LvtLint0 => "lvt0",
+        LvtLint1 => "lvt1",
+        LvtError => "lvterr",
+        Tmict => "tmict",
+        Tmcct => "tmcct",
+        Tdcr => "tdcr",
+        SelfIpi => "self_ipi",
+        _ => $"0x{offset:x}",
+    };
 }
 
 /// <summary>The local vector table entries, in KVM's order (lapic.h LVT_*).</summary>

@@ -197,7 +197,14 @@ public sealed partial class LocalApic
 
         var mode = index == LvtIndex.Timer || index == LvtIndex.Error ? DeliveryMode.Fixed : (DeliveryMode)((lvt >> 8) & 7);
         var level = (index == LvtIndex.Lint0 || index == LvtIndex.Lint1) && (lvt & ApicBits.TriggerLevel) != 0;
-        return AcceptInterrupt(mode, (byte)lvt, assert: true, levelTriggered: level);
+        var accepted = AcceptInterrupt(mode, (byte)lvt, assert: true, levelTriggered: level);
+        if (accepted && level && mode == DeliveryMode.Fixed && (lvt & ApicBits.VectorMask) >= 16)
+        {
+            // SDM 11.5.1: remote IRR is set when a fixed level-triggered LINT interrupt is accepted, cleared by its EOI.
+            _lvt[(int)index] |= ApicBits.RemoteIrr;
+        }
+
+        return accepted;
     }
 
     /// <summary>
@@ -232,19 +239,24 @@ public sealed partial class LocalApic
             return ErrorEffects();
         }
 
-        var x2 = X2ApicMode;
-        var message = new InterruptMessage(
-            vector,
-            mode,
-            Logical: (low & ApicBits.DestLogical) != 0,
-            Level: (low & ApicBits.TriggerLevel) != 0,
-            Assert: (low & ApicBits.LevelAssert) != 0,
-            Shorthand: (Shorthand)((low >> 18) & 3),
-            Destination: x2 ? high : high >> 24,
-            SourceVcpu: VcpuId,
-            X2ApicFormat: x2);
-        return new ApicWriteEffects(Ipi: message);
+        return new ApicWriteEffects(Ipi: DecodeIcr(low, high, X2ApicMode, VcpuId));
     }
+
+    /// <summary>
+    /// ICR → bus message (SDM 11.6.1 figure 11-12, 11.12.9): vector 7:0, delivery mode 10:8,
+    /// logical 11, assert 14, level-triggered 15, shorthand 19:18; the destination is
+    /// <paramref name="high"/>[31:24] in xAPIC format or all of it in x2APIC format.
+    /// </summary>
+    public static InterruptMessage DecodeIcr(uint low, uint high, bool x2ApicFormat, int sourceVcpu) => new(
+        (byte)low,
+        (DeliveryMode)((low >> 8) & 7),
+        Logical: (low & ApicBits.DestLogical) != 0,
+        Level: (low & ApicBits.TriggerLevel) != 0,
+        Assert: (low & ApicBits.LevelAssert) != 0,
+        Shorthand: (Shorthand)((low >> 18) & 3),
+        Destination: x2ApicFormat ? high : high >> 24,
+        SourceVcpu: sourceVcpu,
+        X2ApicFormat: x2ApicFormat);
 
     /// <summary>x2APIC SELF_IPI (SDM 11.12.11): a fixed, edge, self-shorthand IPI; ICR is not changed.</summary>
     private ApicWriteEffects SendSelfIpi(byte vector)

@@ -26,10 +26,23 @@ public sealed partial class LocalApic
 
         if (!TryReadRegister(offset, now, x2: false, out var value))
         {
+            // The LVT error interrupt this may raise is reported by the overload with eventNeeded,
+            // else by the next write's effects.
             RecordError(ApicError.IllegalRegisterAddress);
             return 0;
         }
 
+        return value;
+    }
+
+    /// <summary>
+    /// <see cref="ReadMmio(uint, ulong)"/> that also reports whether the read raised the LVT error
+    /// interrupt (a reserved register, SDM 11.5.3): the owner then makes EVENT and kicks.
+    /// </summary>
+    public uint ReadMmio(uint offset, ulong now, out bool eventNeeded)
+    {
+        var value = ReadMmio(offset, now);
+        eventNeeded = ErrorEffects().EventNeeded;
         return value;
     }
 
@@ -198,7 +211,7 @@ public sealed partial class LocalApic
             return WriteLvtTimer(value);
         }
 
-        _lvt[(int)index] = value;
+        _lvt[(int)index] = value | (_lvt[(int)index] & ApicBits.RemoteIrr);
         return ApicWriteEffects.None;
     }
 
@@ -218,14 +231,16 @@ public sealed partial class LocalApic
         return new ApicWriteEffects(EventNeeded: wasEnabled != SoftwareEnabled);
     }
 
-    /// <summary>Latch an error for the next ESR write and signal it through LVT error (SDM 11.5.3).</summary>
+    /// <summary>
+    /// Latch an error for the next ESR write and signal it through LVT error (SDM 11.5.3): every
+    /// detected error raises the LVT error interrupt (it coalesces in IRR like any fixed vector).
+    /// </summary>
     private void RecordError(ApicError error)
     {
-        var fresh = ((uint)error & ~_esrPending) != 0;
         _esrPending |= (uint)error;
 
         // An illegal vector in LVT error itself would only log another receive error: not raised.
-        if (fresh && (_lvt[(int)LvtIndex.Error] & ApicBits.VectorMask) >= 16)
+        if ((_lvt[(int)LvtIndex.Error] & ApicBits.VectorMask) >= 16)
         {
             _errorRaised |= RaiseLocalInterrupt(LvtIndex.Error);
         }

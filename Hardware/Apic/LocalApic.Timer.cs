@@ -61,8 +61,9 @@ public sealed partial class LocalApic
     /// <summary>
     /// TMCCT (KVM apic_get_tmcct): 0 in TSC-deadline mode or when stopped; otherwise the remaining
     /// bus cycles / divisor, rounded up so the count drops by one every divisor cycles and reaches
-    /// 0 exactly at the expiry (KVM rounds down, which reads one less mid-tick). A one-shot count that reached 0 stays 0; a periodic count past its
-    /// target (expiry not yet processed) has already reloaded and keeps counting down.
+    /// 0 exactly at the expiry (KVM rounds down, which reads one less mid-tick). A one-shot count
+    /// that reached 0 stays 0; a periodic count past its target (expiry not yet processed) has
+    /// already reloaded and keeps counting down.
     /// </summary>
     private uint CurrentCount(ulong now)
     {

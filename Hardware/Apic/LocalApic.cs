@@ -221,6 +221,17 @@ public sealed partial class LocalApic
         }
 
         Clear(_isr, v);
+        if (Test(_tmr, v))
+        {
+            foreach (var lint in (ReadOnlySpan<int>)[(int)LvtIndex.Lint0, (int)LvtIndex.Lint1])
+            {
+                if ((_lvt[lint] & ApicBits.VectorMask) == (uint)v)
+                {
+                    _lvt[lint] &= ~ApicBits.RemoteIrr;
+                }
+            }
+        }
+
         return new ApicWriteEffects(LevelEoiVector: Test(_tmr, v) ? (byte)v : null, EventNeeded: true);
     }
 

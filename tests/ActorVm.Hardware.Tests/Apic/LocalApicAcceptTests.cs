@@ -119,6 +119,12 @@ public class LocalApicAcceptTests
         apic.WriteMmio(ApicReg.LvtLint0, 0x8000 | 0x65, 0); // fixed, level
         Assert.True(apic.RaiseLocalInterrupt(LvtIndex.Lint0));
         Assert.True(apic.IsIrrSet(0x65) && apic.IsTmrSet(0x65));
+        Assert.Equal(0xC065u, apic.ReadMmio(ApicReg.LvtLint0, 0)); // remote IRR set (SDM 11.5.1)
+        apic.WriteMmio(ApicReg.LvtLint0, 0x8000 | 0x65, 0); // read-only: a write keeps it
+        Assert.Equal(0xC065u, apic.ReadMmio(ApicReg.LvtLint0, 0));
+        Assert.Equal(0x65, apic.Acknowledge());
+        Assert.Equal((byte)0x65, apic.Eoi().LevelEoiVector);
+        Assert.Equal(0x8065u, apic.ReadMmio(ApicReg.LvtLint0, 0)); // EOI cleared remote IRR
 
         Assert.False(apic.AcceptsPicInterrupts);
         apic.WriteMmio(ApicReg.LvtLint0, 0x700, 0); // ExtINT, virtual wire

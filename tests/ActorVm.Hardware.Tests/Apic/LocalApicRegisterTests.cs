@@ -362,3 +362,32 @@ public class LocalApicRegisterTests
         Assert.Equal(0u, apic.ReadMmio(ApicReg.Tpr + 8, 0));
     }
 }
+
+public class LocalApicErrorInterruptTests
+{
+    [Fact]
+    public void IllegalRegisterReadRaisesLvtErrorAndReportsIt()
+    {
+        var apic = ApicTestKit.Enabled();
+        apic.WriteMmio(ApicReg.LvtError, 0xE4, 0);
+        Assert.Equal(0u, apic.ReadMmio(0x3A0, 0, out var eventNeeded));
+        Assert.True(eventNeeded);
+        Assert.True(apic.IsIrrSet(0xE4));
+
+        // Each detected error raises LVT error again; ESR accumulates until written.
+        Assert.Equal(0xE4, apic.Acknowledge());
+        apic.ReadMmio(0x3A0, 0, out eventNeeded);
+        Assert.True(eventNeeded);
+        Assert.True(apic.IsIrrSet(0xE4));
+
+    }
+
+    [Fact]
+    public void IllegalRegisterWriteReportsEventWhenLvtErrorFires()
+    {
+        var apic = ApicTestKit.Enabled();
+        apic.WriteMmio(ApicReg.LvtError, 0xE4, 0);
+        Assert.True(apic.WriteMmio(0x3A0, 1, 0).EventNeeded);
+        Assert.True(apic.IsIrrSet(0xE4));
+    }
+}
