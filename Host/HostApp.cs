@@ -1,5 +1,6 @@
 using System.CommandLine;
 using System.Globalization;
+using ActorVm.Hardware;
 using ActorVm.Hardware.Guests;
 using Microsoft.Extensions.Configuration;
 using Serilog;
@@ -29,12 +30,14 @@ public static class HostApp
     /// <summary>Runs the command line with the given streams (tests call this directly).</summary>
     /// <param name="serial">Raw stdout: the guest's serial bytes.</param>
     /// <param name="text">Text stdout for --help, --version and listings (never used while a VM runs).</param>
-    public static int Run(string[] args, Stream serial, TextWriter text, TextWriter error, CancellationToken cancellationToken = default)
+    /// <param name="runnerFactory">What runs the VM (the seam for the actor run loop); the synchronous <see cref="Runner"/> by default.</param>
+    public static int Run(string[] args, Stream serial, TextWriter text, TextWriter error, CancellationToken cancellationToken = default,
+        Func<IVmRunner>? runnerFactory = null)
     {
         ConfigureLogging();
         try
         {
-            var root = BuildCommandLine(serial, text, error, cancellationToken);
+            var root = BuildCommandLine(serial, text, error, cancellationToken, runnerFactory ?? (() => new Runner()));
             var parse = root.Parse(args);
             if (parse.Errors.Count > 0)
             {
@@ -72,7 +75,8 @@ public static class HostApp
         Log.Logger = logger.CreateLogger();
     }
 
-    private static RootCommand BuildCommandLine(Stream serial, TextWriter text, TextWriter error, CancellationToken cancellationToken)
+    private static RootCommand BuildCommandLine(Stream serial, TextWriter text, TextWriter error, CancellationToken cancellationToken,
+        Func<IVmRunner> runnerFactory)
     {
         var kernel = new Option<string>("--kernel") { Description = "Multiboot kernel image (ELF32, ELF64 or a.out kludge)" };
         var program = new Option<string>("--program") { Description = "a built-in guest program instead of a kernel file (see `programs`)" };
@@ -87,7 +91,7 @@ public static class HostApp
         {
             kernel, program, memory, smp, append, initrd, timeout, maxInstructions,
         };
-        run.SetAction(p => new VmLauncher().Launch(new RunOptions
+        run.SetAction(p => new VmLauncher(runnerFactory).Launch(new RunOptions
         {
             Kernel = p.GetValue(kernel),
             Program = p.GetValue(program),

@@ -109,7 +109,8 @@ public static class MultibootLoader
             throw new KernelLoadException($"{kernelName}: entry point 0x{entry:x} is outside the loaded image (0x{start:x}-0x{end:x})");
         }
 
-        var cmdline = string.IsNullOrEmpty(append) ? kernelName : $"{kernelName} {append}";
+        // Exactly as QEMU builds it: path, a space, the -append string (so "path " without one).
+        var cmdline = $"{kernelName} {append}";
         var (infoAddress, modules) = WriteInfo(machine, end, cmdline, initrd, initrdName ?? "initrd", kernelName);
         SetEntryState(machine.Cpus[0], entry, infoAddress);
         return new MultibootBootInfo(format, entry, start, end, infoAddress, cmdline, modules);

@@ -41,6 +41,9 @@ public sealed class GuestAsm
         A.call(_puts);
     }
 
+    /// <summary>Prints the zero-terminated string ESI points to (e.g. the Multiboot command line).</summary>
+    public void PrintStringAtEsi() => A.call(_puts);
+
     /// <summary>Prints EAX as eight hex digits.</summary>
     public void PrintHexEax() => A.call(_puthex);
 

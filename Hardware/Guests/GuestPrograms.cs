@@ -16,7 +16,7 @@ public static class GuestPrograms
     public static IReadOnlyList<GuestProgram> All { get; } =
     [
         new("hello", "prints a line on COM1 and exits through port 0xF4 (status 1)", BuildHello),
-        new("longmode-selftest", "switches to long mode, checks an integer loop and handles #DE, #UD, #PF and #GP (status 1 when all pass)", BuildLongModeSelftest),
+        new("longmode-selftest", "switches to long mode, checks an integer loop and self-modifying code, handles #DE, #UD, #PF and #GP (status 1 when all pass)", BuildLongModeSelftest),
         new("compute", $"a {ComputeDefaultIterations}-iteration, 7-instruction integer loop (for MIPS), checked by the guest", f => BuildCompute(ComputeDefaultIterations, f)),
     ];
 
@@ -90,6 +90,21 @@ public static class GuestPrograms
         a.inc(r13d);
         c.Print("checksum FAILED\n");
         a.Label(ref sumOk);
+
+        // Self-modifying code: patch the immediate of an instruction a few bytes ahead, in the
+        // block being executed, then run it; the new value must be seen (SDM 11.6).
+        var smcTarget = a.CreateLabel();
+        var smcOk = a.CreateLabel();
+        a.lea(rdi, __[smcTarget]);
+        a.mov(__dword_ptr[rdi + 1], 0x5A5A5A5A);
+        a.Label(ref smcTarget);
+        a.mov(eax, 0x11111111);
+        a.cmp(eax, 0x5A5A5A5A);
+        a.je(smcOk);
+        a.inc(r13d);
+        c.Print("self-modifying code FAILED\n");
+        a.Label(ref smcOk);
+        c.Print("self-modifying code ok\n");
 
         k.ExpectFault64("#DE", x =>
         {

@@ -271,14 +271,13 @@ public sealed partial class Cpu
 
         // The frame is 16-byte aligned and always holds SS:RSP (SDM 6.14.2).
         newRsp &= ~0xFUL;
-        var frame = new[] { (ulong)oldSs, oldRsp, oldFlags, oldCs, Rip };
         var push = errorCode is { } && type == EventType.HardwareException;
-        var sp = newRsp;
-        foreach (var v in frame)
-        {
-            sp -= 8;
-            WriteLinear(sp, 8, v);
-        }
+        var sp = newRsp - 40;
+        WriteLinear(sp + 32, 8, oldSs);
+        WriteLinear(sp + 24, 8, oldRsp);
+        WriteLinear(sp + 16, 8, oldFlags);
+        WriteLinear(sp + 8, 8, oldCs);
+        WriteLinear(sp, 8, Rip);
 
         if (push)
         {

@@ -106,7 +106,7 @@ public sealed partial class Cpu
     public void SetFlagsRaw(ulong value)
     {
         _lazyOp = FlagOp.None;
-        _flags = (value | Rflags.Reserved1) & 0x3F7FD5;
+        _flags = (value & 0x3F7FD5) | Rflags.Reserved1;
     }
 
     public bool IF => (_flags & Rflags.IF) != 0;

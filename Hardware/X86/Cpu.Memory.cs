@@ -34,12 +34,24 @@ public sealed unsafe partial class Cpu
     private readonly List<ulong> _mmioCompletions = [];
     private int _mmioReplay;
 
+    /// <summary>
+    /// Moves on whenever a linear→physical translation or the code segment may have changed
+    /// (TLB flushes, mode and CS changes): the decode cache's RIP-indexed fast path trusts a
+    /// block only within the epoch it was found in.
+    /// </summary>
+    internal uint TranslationEpoch;
+
     /// <summary>Drops every cached translation (MOV CR3, CR0/CR4 paging bits, CPL or mode changes).</summary>
-    public void FlushTlb() => Array.Clear(_tlb);
+    public void FlushTlb()
+    {
+        Array.Clear(_tlb);
+        TranslationEpoch++;
+    }
 
     /// <summary>INVLPG: drops the translation of one linear page.</summary>
     public void FlushTlbPage(ulong linear)
     {
+        TranslationEpoch++;
         ref var e = ref _tlb[(linear >> 12) & (TlbSize - 1)];
         if (e.Tag == (linear >> 12) + 1)
         {

@@ -50,7 +50,18 @@ public sealed partial class Cpu
         switch (index)
         {
             case Msr.Tsc:
-                TscOffset = (long)value - (long)Clock.ReadTsc();
+            {
+                // A TSC write moves IA32_TSC_ADJUST by the same delta (SDM 17.17.3).
+                var delta = (long)value - (long)ReadTsc();
+                TscOffset += delta;
+                Msrs[Msr.TscAdjust] = (ulong)((long)Msrs[Msr.TscAdjust] + delta);
+                return true;
+            }
+
+            case Msr.TscAdjust:
+                // IA32_TSC_ADJUST: the TSC moves by the change of the adjustment.
+                TscOffset += (long)value - (long)Msrs[Msr.TscAdjust];
+                Msrs[Msr.TscAdjust] = value;
                 return true;
             case Msr.Efer:
                 return WriteEfer(value);
@@ -64,8 +75,10 @@ public sealed partial class Cpu
                 else if (index == Msr.GsBase) Seg[(int)SegReg.GS].Base = value;
                 else Msrs[index] = value;
                 return true;
+            case Msr.TscAux when (value >> 32) != 0:
+                return false;
             case Msr.Star or Msr.Fmask or Msr.SysenterCs or Msr.TscAux or Msr.Pat or Msr.MtrrDefType or Msr.SpecCtrl
-                or Msr.TscAdjust or Msr.BiosSignId or Msr.McgStatus:
+                or Msr.BiosSignId or Msr.McgStatus:
                 Msrs[index] = value;
                 return true;
             case Msr.MiscEnable:
@@ -118,7 +131,7 @@ public sealed partial class Cpu
     /// <summary>EFER (SDM 2.2.1): SCE, LME, NXE writable; LMA read-only; LME may not change while paging is on.</summary>
     private bool WriteEfer(ulong value)
     {
-        const ulong writable = EferBits.SCE | EferBits.LME | EferBits.NXE;
+        var writable = EferBits.SCE | EferBits.LME | (Model.Nx ? EferBits.NXE : 0);
         if ((value & ~(writable | EferBits.LMA)) != 0)
         {
             return false;

@@ -83,45 +83,30 @@ public sealed partial class Cpu
             cs.Attributes = (ushort)(cs.Attributes & ~0x60);
         }
 
+        TranslationEpoch++;
         _breakBlock = true;
     }
 
     // ---- register access by Iced register ----
 
     private static readonly int RegisterCount = (int)Enum.GetValues<Register>().Max() + 1;
-    private static readonly byte[] RegIndex = BuildRegIndex();
-    private static readonly byte[] RegSize = BuildRegSize();
 
-    private static byte[] BuildRegIndex()
+    /// <summary>Per Iced register: GPR index, bit shift (8 for AH..BH), value mask, bits kept on write.</summary>
+    private static readonly (byte Index, byte Shift, byte Width, ulong Mask, ulong Keep)[] RegInfo = BuildRegInfo();
+
+    private static (byte, byte, byte, ulong, ulong)[] BuildRegInfo()
     {
-        var t = new byte[RegisterCount];
+        var t = new (byte, byte, byte, ulong, ulong)[RegisterCount];
         for (var r = Register.AL; r <= Register.R15; r++)
         {
             t[(int)r] = r switch
             {
-                >= Register.AH and <= Register.BH => (byte)(r - Register.AH),
-                >= Register.AL and <= Register.R15L => (byte)(r - Register.AL),
-                >= Register.AX and <= Register.R15W => (byte)(r - Register.AX),
-                >= Register.EAX and <= Register.R15D => (byte)(r - Register.EAX),
-                _ => (byte)(r - Register.RAX),
-            };
-        }
-
-        return t;
-    }
-
-    private static byte[] BuildRegSize()
-    {
-        var t = new byte[RegisterCount];
-        for (var r = Register.AL; r <= Register.R15; r++)
-        {
-            t[(int)r] = r switch
-            {
-                >= Register.AH and <= Register.BH => 0, // high byte marker
-                >= Register.AL and <= Register.R15L => 1,
-                >= Register.AX and <= Register.R15W => 2,
-                >= Register.EAX and <= Register.R15D => 4,
-                _ => 8,
+                >= Register.AH and <= Register.BH => ((byte)(r - Register.AH), 8, 1, 0xFF, ~0xFF00UL),
+                >= Register.AL and <= Register.R15L => ((byte)(r - Register.AL), 0, 1, 0xFF, ~0xFFUL),
+                >= Register.AX and <= Register.R15W => ((byte)(r - Register.AX), 0, 2, 0xFFFF, ~0xFFFFUL),
+                // 32-bit writes zero-extend into the full register (SDM vol. 1 3.4.1.1): keep nothing.
+                >= Register.EAX and <= Register.R15D => ((byte)(r - Register.EAX), 0, 4, 0xFFFF_FFFF, 0),
+                _ => ((byte)(r - Register.RAX), 0, 8, ulong.MaxValue, 0),
             };
         }
 
@@ -132,15 +117,8 @@ public sealed partial class Cpu
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public ulong ReadReg(Register r)
     {
-        var i = RegIndex[(int)r];
-        return RegSize[(int)r] switch
-        {
-            1 => (byte)Gpr[i],
-            2 => (ushort)Gpr[i],
-            4 => (uint)Gpr[i],
-            8 => Gpr[i],
-            _ => (byte)(Gpr[i] >> 8),
-        };
+        ref readonly var info = ref RegInfo[(int)r];
+        return (Gpr[info.Index] >> info.Shift) & info.Mask;
     }
 
     /// <summary>
@@ -150,20 +128,13 @@ public sealed partial class Cpu
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public void WriteReg(Register r, ulong value)
     {
-        var i = RegIndex[(int)r];
-        ref var g = ref Gpr[i];
-        switch (RegSize[(int)r])
-        {
-            case 1: g = (g & ~0xFFUL) | (byte)value; break;
-            case 2: g = (g & ~0xFFFFUL) | (ushort)value; break;
-            case 4: g = (uint)value; break;
-            case 8: g = value; break;
-            default: g = (g & ~0xFF00UL) | ((ulong)(byte)value << 8); break;
-        }
+        ref readonly var info = ref RegInfo[(int)r];
+        ref var g = ref Gpr[info.Index];
+        g = (g & info.Keep) | ((value & info.Mask) << info.Shift);
     }
 
     /// <summary>Width in bytes of a general-purpose register (1 for AH..BH).</summary>
-    public static int RegisterWidth(Register r) => RegSize[(int)r] == 0 ? 1 : RegSize[(int)r];
+    public static int RegisterWidth(Register r) => RegInfo[(int)r].Width;
 
     /// <summary>Writes a register selected by encoding index and width (string ops, MUL/DIV, PUSHA).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]

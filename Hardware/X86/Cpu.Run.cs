@@ -142,6 +142,7 @@ public sealed unsafe partial class Cpu
     {
         var shadowBefore = InterruptShadow;
         _shadowRenewed = false;
+        var retired = 0;
         try
         {
             // A fetch fault on the block's first instruction is a fault at this RIP.
@@ -157,22 +158,25 @@ public sealed unsafe partial class Cpu
                 _instrStart = Rip;
                 Rip = ins.NextIP;
                 ((delegate*<Cpu, ref Instruction, void>)handlers[i])(this, ref ins);
-                if (_pendingExit is { } exit)
-                {
-                    _pendingExit = null;
-                    Rip = _instrStart;
-                    HasPendingInstruction = true;
-                    return exit with { InstructionsRetired = _sliceRetired };
-                }
-
-                _sliceRetired++;
-                InstructionsRetired++;
                 if (_breakBlock)
                 {
+                    if (_pendingExit is { } exit)
+                    {
+                        _pendingExit = null;
+                        Rip = _instrStart;
+                        HasPendingInstruction = true;
+                        Retire(retired);
+                        return exit with { InstructionsRetired = _sliceRetired };
+                    }
+
+                    retired++;
                     break;
                 }
+
+                retired++;
             }
 
+            Retire(retired);
             if (shadowBefore && !_shadowRenewed)
             {
                 InterruptShadow = false;
@@ -182,16 +186,25 @@ public sealed unsafe partial class Cpu
         }
         catch (GuestFault fault)
         {
+            Retire(retired);
             Rip = _instrStart;
             InterruptShadow = false;
             return TryDeliverFault(fault, out var shutdown) ? null : shutdown;
         }
         catch (MmioExit mmio)
         {
+            Retire(retired);
             Rip = _instrStart;
             HasPendingInstruction = true;
             return mmio.Exit with { InstructionsRetired = _sliceRetired };
         }
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private void Retire(int count)
+    {
+        _sliceRetired += count;
+        InstructionsRetired += count;
     }
 
     /// <summary>Called by an instruction handler that needs the outside world; the instruction does not retire.</summary>

@@ -418,9 +418,11 @@ public sealed partial class Cpu
     }
 
     /// <summary>On a return to an outer ring, data segments the new CPL may not use become null (SDM 5.8.6).</summary>
+    private static readonly SegReg[] DataSegments = [SegReg.ES, SegReg.DS, SegReg.FS, SegReg.GS];
+
     private void NullOuterDataSegments()
     {
-        foreach (var r in new[] { SegReg.ES, SegReg.DS, SegReg.FS, SegReg.GS })
+        foreach (var r in DataSegments)
         {
             ref var seg = ref Seg[(int)r];
             var conformingCode = seg.IsCode && (seg.Type & 4) != 0;

@@ -47,6 +47,9 @@ public static class Cpuid
             case 2:
                 // One descriptor byte 0xFF: "use leaf 4", which reports no caches.
                 return new CpuidResult(0x00FF0001, 0, 0, 0);
+            case 7:
+                // Structured extended features, subleaf 0 only: IA32_TSC_ADJUST (EBX bit 1).
+                return subleaf == 0 ? new CpuidResult(0, 1u << 1, 0, 0) : default;
             case 0xB:
                 return Leaf0B(cpu, subleaf);
             case 0x15:

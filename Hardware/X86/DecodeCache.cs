@@ -16,6 +16,9 @@ internal sealed class Block
     public required int Gen2;
     public required Instruction[] Instructions;
     public required nint[] Handlers;
+
+    /// <summary>The translation epoch in which RIP → this block was last confirmed.</summary>
+    public uint Epoch;
 }
 
 /// <summary>
@@ -28,42 +31,50 @@ internal sealed class DecodeCache
 {
     private const int MaxBlockInstructions = 64;
 
+    private const int RipCacheSize = 4096;
+
     private readonly Dictionary<ulong, Block> _blocks = [];
-    private Block? _last;
+    private readonly Block?[] _byRip = new Block?[RipCacheSize];
 
     public long Decoded { get; private set; }
 
     public void Clear()
     {
         _blocks.Clear();
-        _last = null;
+        Array.Clear(_byRip);
     }
 
+    /// <summary>
+    /// The block at the current RIP. Fast path: a RIP-indexed slot whose block was confirmed in
+    /// the current translation epoch (no TLB flush, CR3 or CS change since) and whose code pages
+    /// are unchanged. Otherwise translate RIP and look the block up by physical address.
+    /// </summary>
     public Block Lookup(Cpu cpu)
     {
         var rip = cpu.Rip;
-        var la = cpu.Linear(SegReg.CS, rip);
-        var pa = cpu.Translate(la, AccessKind.Execute);
         var mem = cpu.Memory;
-        var b = _last;
-        if (b is null || b.Phys != pa)
+        ref var slot = ref _byRip[(int)(rip ^ (rip >> 12)) & (RipCacheSize - 1)];
+        var b = slot;
+        if (b is not null && b.Rip == rip && b.Epoch == cpu.TranslationEpoch && b.Bitness == cpu.Bitness && IsCurrent(b, mem))
         {
-            _blocks.TryGetValue(pa, out b);
-        }
-
-        if (b is not null && b.Rip == rip && b.Bitness == cpu.Bitness
-            && mem.CodeGeneration(b.Page1) == b.Gen1
-            && (b.Page2 == ulong.MaxValue || mem.CodeGeneration(b.Page2) == b.Gen2))
-        {
-            _last = b;
             return b;
         }
 
-        b = Decode(cpu, rip, la, pa);
-        _blocks[pa] = b;
-        _last = b;
+        var la = cpu.Linear(SegReg.CS, rip);
+        var pa = cpu.Translate(la, AccessKind.Execute);
+        if (!_blocks.TryGetValue(pa, out b) || b.Rip != rip || b.Bitness != cpu.Bitness || !IsCurrent(b, mem))
+        {
+            b = Decode(cpu, rip, la, pa);
+            _blocks[pa] = b;
+        }
+
+        b.Epoch = cpu.TranslationEpoch;
+        slot = b;
         return b;
     }
+
+    private static bool IsCurrent(Block b, GuestMemory mem) =>
+        mem.CodeGeneration(b.Page1) == b.Gen1 && (b.Page2 == ulong.MaxValue || mem.CodeGeneration(b.Page2) == b.Gen2);
 
     private Block Decode(Cpu cpu, ulong rip, ulong la, ulong pa)
     {

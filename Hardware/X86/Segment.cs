@@ -33,8 +33,7 @@ public struct Segment
     public static Segment FromDescriptor(ushort selector, ulong d)
     {
         var limit = (uint)(d & 0xFFFF) | (uint)((d >> 32) & 0xF0000);
-        // Descriptor bits 47:40 (type, S, DPL, P) and 55:52 (AVL, L, D/B, G) → attribute bits 7:0 and 15:12.
-        var attributes = (ushort)(((d >> 40) & 0xFF) | ((d >> 40) & 0xF000));
+        var attributes = (ushort)((d >> 40) & 0xF0FF);
         if ((attributes & 0x8000) != 0)
         {
             limit = (limit << 12) | 0xFFF;

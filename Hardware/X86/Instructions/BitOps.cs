@@ -24,6 +24,88 @@ internal static unsafe class BitOps
         b.Add(&Tzcnt, Arithmetic.Forms(Mnemonic.Tzcnt));
         b.Add(&Lzcnt, Arithmetic.Forms(Mnemonic.Lzcnt));
         b.Add(&Popcnt, Arithmetic.Forms(Mnemonic.Popcnt));
+
+        // BMI1 (CPUID.(EAX=07H,ECX=0):EBX.BMI1[bit 3], together with TZCNT above).
+        b.Add(&Andn, Code.VEX_Andn_r32_r32_rm32, Code.VEX_Andn_r64_r64_rm64);
+        b.Add(&Bextr, Code.VEX_Bextr_r32_rm32_r32, Code.VEX_Bextr_r64_rm64_r64);
+        b.Add(&Blsi, Code.VEX_Blsi_r32_rm32, Code.VEX_Blsi_r64_rm64);
+        b.Add(&Blsmsk, Code.VEX_Blsmsk_r32_rm32, Code.VEX_Blsmsk_r64_rm64);
+        b.Add(&Blsr, Code.VEX_Blsr_r32_rm32, Code.VEX_Blsr_r64_rm64);
+    }
+
+    /// <summary>Status flags for a BMI1 result: ZF and SF from it, the given CF, OF cleared; AF and PF (undefined) cleared.</summary>
+    private static void SetBmiFlags(Cpu cpu, int size, ulong res, bool cf)
+    {
+        var s = cf ? Rflags.CF : 0;
+        if (res == 0)
+        {
+            s |= Rflags.ZF;
+        }
+
+        if ((res >> ((size * 8) - 1)) != 0)
+        {
+            s |= Rflags.SF;
+        }
+
+        cpu.SetStatusFlags(s);
+    }
+
+    /// <summary>ANDN: dest = ~src1 &amp; src2.</summary>
+    private static void Andn(Cpu cpu, ref Instruction ins)
+    {
+        var size = Cpu.OpSize(ref ins);
+        var res = ~cpu.ReadReg(ins.Op1Register) & cpu.ReadOp(ref ins, 2, size) & Cpu.SizeMask(size);
+        cpu.WriteReg(ins.Op0Register, res);
+        SetBmiFlags(cpu, size, res, false);
+    }
+
+    /// <summary>BEXTR: bit field of src1 at start src2[7:0], length src2[15:8]. SF is undefined (cleared).</summary>
+    private static void Bextr(Cpu cpu, ref Instruction ins)
+    {
+        var size = Cpu.OpSize(ref ins);
+        var src = cpu.ReadOp(ref ins, 1, size);
+        var control = cpu.ReadReg(ins.Op2Register);
+        var start = (int)(control & 0xFF);
+        var len = (int)((control >> 8) & 0xFF);
+        var bits = size * 8;
+        var res = start >= bits ? 0 : src >> start;
+        if (len < 64)
+        {
+            res &= (1UL << len) - 1;
+        }
+
+        cpu.WriteReg(ins.Op0Register, res);
+        cpu.SetStatusFlags(res == 0 ? Rflags.ZF : 0);
+    }
+
+    /// <summary>BLSI: isolate the lowest set bit; CF = source non-zero.</summary>
+    private static void Blsi(Cpu cpu, ref Instruction ins)
+    {
+        var size = Cpu.OpSize(ref ins);
+        var src = cpu.ReadOp(ref ins, 1, size);
+        var res = (0 - src) & src & Cpu.SizeMask(size);
+        cpu.WriteReg(ins.Op0Register, res);
+        SetBmiFlags(cpu, size, res, src != 0);
+    }
+
+    /// <summary>BLSMSK: mask up to the lowest set bit; CF = source zero; ZF always cleared.</summary>
+    private static void Blsmsk(Cpu cpu, ref Instruction ins)
+    {
+        var size = Cpu.OpSize(ref ins);
+        var src = cpu.ReadOp(ref ins, 1, size);
+        var res = ((src - 1) ^ src) & Cpu.SizeMask(size);
+        cpu.WriteReg(ins.Op0Register, res);
+        SetBmiFlags(cpu, size, res, src == 0);
+    }
+
+    /// <summary>BLSR: clear the lowest set bit; CF = source zero.</summary>
+    private static void Blsr(Cpu cpu, ref Instruction ins)
+    {
+        var size = Cpu.OpSize(ref ins);
+        var src = cpu.ReadOp(ref ins, 1, size);
+        var res = (src - 1) & src & Cpu.SizeMask(size);
+        cpu.WriteReg(ins.Op0Register, res);
+        SetBmiFlags(cpu, size, res, src == 0);
     }
 
     private static void Bt(Cpu cpu, ref Instruction ins) => BitOp(cpu, ref ins, Test);

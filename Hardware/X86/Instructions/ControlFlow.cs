@@ -63,31 +63,53 @@ internal static unsafe class ControlFlow
         }
     }
 
+    /// <summary>In 64-bit mode a non-canonical near-branch target faults at the branch (#GP(0), SDM JMP/CALL/RET).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void CheckTarget(Cpu cpu, ulong target)
+    {
+        if (cpu.Is64BitMode && (ulong)((long)(target << 16) >> 16) != target)
+        {
+            throw GuestFault.Gp();
+        }
+    }
+
     private static void JmpRel(Cpu cpu, ref Instruction ins) => cpu.Rip = ins.NearBranchTarget;
 
     private static void JmpRm(Cpu cpu, ref Instruction ins)
     {
         var size = Cpu.OpSize(ref ins);
-        cpu.Rip = cpu.ReadOp(ref ins, 0, size);
+        var target = cpu.ReadOp(ref ins, 0, size);
+        CheckTarget(cpu, target);
+        cpu.Rip = target;
     }
 
     private static void CallRel(Cpu cpu, ref Instruction ins)
     {
+        var target = ins.NearBranchTarget;
+        CheckTarget(cpu, target);
         cpu.PushSized(Width[(int)ins.Code], cpu.Rip);
-        cpu.Rip = ins.NearBranchTarget;
+        cpu.Rip = target;
     }
 
     private static void CallRm(Cpu cpu, ref Instruction ins)
     {
         var size = Cpu.OpSize(ref ins);
         var target = cpu.ReadOp(ref ins, 0, size);
+        CheckTarget(cpu, target);
         cpu.PushSized(size, cpu.Rip);
         cpu.Rip = target;
     }
 
     private static void Ret(Cpu cpu, ref Instruction ins)
     {
+        var sp = cpu.Gpr[Cpu.RSP];
         var target = cpu.PopSized(Width[(int)ins.Code]);
+        if (cpu.Is64BitMode && (ulong)((long)(target << 16) >> 16) != target)
+        {
+            cpu.Gpr[Cpu.RSP] = sp;
+            throw GuestFault.Gp();
+        }
+
         if (ins.OpCount == 1)
         {
             AddStack(cpu, ins.Immediate16);

@@ -29,6 +29,10 @@ internal static unsafe class Segments
         b.Add(&Int3, Code.Int3);
         b.Add(&Into, Code.Into);
         b.Add(&Int1, Code.Int1);
+        b.Add(&Lar, Code.Lar_r16_rm16, Code.Lar_r32_r32m16, Code.Lar_r64_r64m16);
+        b.Add(&Lsl, Code.Lsl_r16_rm16, Code.Lsl_r32_r32m16, Code.Lsl_r64_r64m16);
+        b.Add(&Verr, Code.Verr_rm16, Code.Verr_r32m16, Code.Verr_r64m16);
+        b.Add(&Verw, Code.Verw_rm16, Code.Verw_r32m16, Code.Verw_r64m16);
     }
 
     private static SegReg Sreg(Iced.Intel.Register r) => (SegReg)(r - Iced.Intel.Register.ES);
@@ -207,4 +211,79 @@ internal static unsafe class Segments
     /// <summary>INT1 (ICEBP): a privileged software exception, #DB without the gate DPL check.</summary>
     private static void Int1(Cpu cpu, ref Instruction ins) =>
         cpu.Deliver(Vector.DB, EventType.PrivilegedSoftwareException, null);
+
+    // ---- LAR / LSL / VERR / VERW (SDM vol. 2): ZF reports whether the selector passes; no fault for a bad one ----
+
+    /// <summary>
+    /// The descriptor a selector names if it is visible at the current privilege: inside its
+    /// table, non-null, and (unless conforming code) DPL ≥ max(CPL, RPL). Null otherwise.
+    /// </summary>
+    private static Segment? Visible(Cpu cpu, ushort selector, out ulong raw)
+    {
+        raw = 0;
+        if (!cpu.ProtectedMode || (cpu.Flags & Rflags.VM) != 0)
+        {
+            throw GuestFault.Ud();
+        }
+
+        if ((selector & ~3) == 0)
+        {
+            return null;
+        }
+
+        var limit = (selector & 4) != 0 ? cpu.Ldtr.Limit : cpu.Gdtr.Limit;
+        if ((ulong)(selector & ~7) + 7 > limit)
+        {
+            return null;
+        }
+
+        raw = cpu.ReadDescriptor(selector);
+        var s = Segment.FromDescriptor(selector, raw);
+        var conformingCode = s.IsCode && (s.Type & 4) != 0;
+        if (!conformingCode && s.Dpl < Math.Max(cpu.Cpl, selector & 3))
+        {
+            return null;
+        }
+
+        return s;
+    }
+
+    /// <summary>System descriptor types LAR (gates included) and LSL accept; IA-32e mode knows only LDT and 64-bit TSS (and call gates for LAR).</summary>
+    private static bool SystemTypeOk(Cpu cpu, int type, bool lar) => cpu.LongModeActive
+        ? type is 2 or 9 or 0xB || (lar && type == 0xC)
+        : type is 1 or 2 or 3 or 9 or 0xB || (lar && type is 4 or 5 or 0xC);
+
+    private static void Lar(Cpu cpu, ref Instruction ins)
+    {
+        var s = Visible(cpu, (ushort)cpu.ReadOp(ref ins, 1, 2), out var raw);
+        var ok = s is { } d && ((d.Attributes & 0x10) != 0 || SystemTypeOk(cpu, d.Type, lar: true));
+        cpu.SetFlag(Rflags.ZF, ok);
+        if (ok)
+        {
+            cpu.WriteReg(ins.Op0Register, (raw >> 32) & 0x00F0FF00 & Cpu.SizeMask(Cpu.RegisterWidth(ins.Op0Register)));
+        }
+    }
+
+    private static void Lsl(Cpu cpu, ref Instruction ins)
+    {
+        var s = Visible(cpu, (ushort)cpu.ReadOp(ref ins, 1, 2), out _);
+        var ok = s is { } d && ((d.Attributes & 0x10) != 0 || SystemTypeOk(cpu, d.Type, lar: false));
+        cpu.SetFlag(Rflags.ZF, ok);
+        if (ok)
+        {
+            cpu.WriteReg(ins.Op0Register, s!.Value.Limit & Cpu.SizeMask(Cpu.RegisterWidth(ins.Op0Register)));
+        }
+    }
+
+    private static void Verr(Cpu cpu, ref Instruction ins)
+    {
+        var s = Visible(cpu, (ushort)cpu.ReadOp(ref ins, 0, 2), out _);
+        cpu.SetFlag(Rflags.ZF, s is { } d && (d.Attributes & 0x10) != 0 && (!d.IsCode || (d.Type & 2) != 0));
+    }
+
+    private static void Verw(Cpu cpu, ref Instruction ins)
+    {
+        var s = Visible(cpu, (ushort)cpu.ReadOp(ref ins, 0, 2), out _);
+        cpu.SetFlag(Rflags.ZF, s is { } d && (d.Attributes & 0x10) != 0 && !d.IsCode && (d.Type & 2) != 0);
+    }
 }

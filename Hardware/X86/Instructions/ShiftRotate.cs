@@ -189,11 +189,22 @@ internal static unsafe class ShiftRotate
         var bits = size * 8;
         var mask = Cpu.SizeMask(size);
 
-        // A 16-bit count above 16 is undefined; we keep shifting the dst:src:dst pattern like Intel.
-        var v = ((UInt128)dst << (2 * bits)) | ((UInt128)src << bits) | dst;
-        var shifted = v << count;
-        var res = (ulong)(shifted >> (2 * bits)) & mask;
-        var cf = ((shifted >> (3 * bits)) & 1) != 0;
+        ulong res;
+        bool cf;
+        if (count < bits)
+        {
+            res = ((dst << count) | (src >> (bits - count))) & mask;
+            cf = ((dst >> (bits - count)) & 1) != 0;
+        }
+        else
+        {
+            // Only a 16-bit operand gets here (count 16..31; undefined): keep shifting the dst:src:dst pattern.
+            var v = ((ulong)dst << 32) | (src << 16) | dst;
+            var shifted = v << count;
+            res = (shifted >> 32) & mask;
+            cf = ((shifted >> 48) & 1) != 0;
+        }
+
         var of = (((res ^ dst) >> (bits - 1)) & 1) != 0;
         cpu.SetStatusFlags(Szp(res, bits) | (cf ? Rflags.CF : 0) | (of ? Rflags.OF : 0));
         cpu.WriteDest(ref ins, size, addr, res);
@@ -218,9 +229,22 @@ internal static unsafe class ShiftRotate
 
         var bits = size * 8;
         var mask = Cpu.SizeMask(size);
-        var v = ((UInt128)dst << (2 * bits)) | ((UInt128)src << bits) | dst;
-        var res = (ulong)(v >> count) & mask;
-        var cf = ((v >> (count - 1)) & 1) != 0;
+        ulong res;
+        bool cf;
+        if (count < bits)
+        {
+            res = ((dst >> count) | (src << (bits - count))) & mask;
+            cf = ((dst >> (count - 1)) & 1) != 0;
+        }
+        else
+        {
+            // 16-bit operand, count 16..31 (undefined): src:dst:src shifted right.
+            var v = ((ulong)src << 32) | (dst << 16) | src;
+            v = (v << 16) | dst;
+            res = (v >> count) & mask;
+            cf = ((v >> (count - 1)) & 1) != 0;
+        }
+
         var of = (((res ^ dst) >> (bits - 1)) & 1) != 0;
         cpu.SetStatusFlags(Szp(res, bits) | (cf ? Rflags.CF : 0) | (of ? Rflags.OF : 0));
         cpu.WriteDest(ref ins, size, addr, res);

@@ -41,6 +41,8 @@ internal static unsafe class SystemOps
         b.Add(&Syscall, Code.Syscall);
         b.Add(&Sysret, Code.Sysretd, Code.Sysretq);
         b.Add(&Vmcall, Code.Vmcall);
+        b.Add(&Sysenter, Code.Sysenter);
+        b.Add(&Sysexit, Code.Sysexitd, Code.Sysexitq);
     }
 
     private static void RequireCpl0(Cpu cpu)
@@ -440,6 +442,52 @@ internal static unsafe class SystemOps
         };
         cpu.Seg[(int)SegReg.SS] = new Segment { Selector = (ushort)((star + 8) | 3), Base = 0, Limit = 0xFFFFFFFF, Attributes = 0xC0F3 };
         cpu.Rip = to64 ? rcx : (uint)rcx;
+        cpu.FlushTlb();
+        cpu.UpdateMode();
+    }
+
+    /// <summary>SYSENTER (SDM vol. 2): flat ring-0 CS/SS from IA32_SYSENTER_CS (64-bit code in IA-32e mode), EIP/ESP from the MSRs; clears IF, VM, RF.</summary>
+    private static void Sysenter(Cpu cpu, ref Instruction ins)
+    {
+        var cs = (ushort)(cpu.Msrs[Msr.SysenterCs] & 0xFFFC);
+        if (!cpu.ProtectedMode || cs == 0)
+        {
+            throw GuestFault.Gp();
+        }
+
+        var longMode = cpu.LongModeActive;
+        cpu.SetFlagsRaw(cpu.Flags & ~(Rflags.IF | Rflags.VM | Rflags.RF));
+        cpu.Seg[(int)SegReg.CS] = new Segment { Selector = cs, Base = 0, Limit = 0xFFFFFFFF, Attributes = (ushort)(longMode ? 0xA09B : 0xC09B) };
+        cpu.Seg[(int)SegReg.SS] = new Segment { Selector = (ushort)(cs + 8), Base = 0, Limit = 0xFFFFFFFF, Attributes = 0xC093 };
+        cpu.Rip = longMode ? cpu.Msrs[Msr.SysenterEip] : (uint)cpu.Msrs[Msr.SysenterEip];
+        cpu.Gpr[Cpu.RSP] = longMode ? cpu.Msrs[Msr.SysenterEsp] : (uint)cpu.Msrs[Msr.SysenterEsp];
+        cpu.FlushTlb();
+        cpu.UpdateMode();
+    }
+
+    /// <summary>SYSEXIT: back to ring 3 at RDX/EDX with RSP = RCX/ECX; CS = SYSENTER_CS + 16 (32-bit) or + 32 (REX.W, 64-bit).</summary>
+    private static void Sysexit(Cpu cpu, ref Instruction ins)
+    {
+        var baseSelector = (ushort)(cpu.Msrs[Msr.SysenterCs] & 0xFFFC);
+        if (!cpu.ProtectedMode || baseSelector == 0)
+        {
+            throw GuestFault.Gp();
+        }
+
+        RequireCpl0(cpu);
+        var to64 = ins.Code == Code.Sysexitq;
+        var rip = cpu.Gpr[Cpu.RDX];
+        var rsp = cpu.Gpr[Cpu.RCX];
+        if (to64 && ((ulong)((long)(rip << 16) >> 16) != rip || (ulong)((long)(rsp << 16) >> 16) != rsp))
+        {
+            throw GuestFault.Gp();
+        }
+
+        var cs = (ushort)((baseSelector + (to64 ? 32 : 16)) | 3);
+        cpu.Seg[(int)SegReg.CS] = new Segment { Selector = cs, Base = 0, Limit = 0xFFFFFFFF, Attributes = (ushort)(to64 ? 0xA0FB : 0xC0FB) };
+        cpu.Seg[(int)SegReg.SS] = new Segment { Selector = (ushort)((baseSelector + (to64 ? 40 : 24)) | 3), Base = 0, Limit = 0xFFFFFFFF, Attributes = 0xC0F3 };
+        cpu.Rip = to64 ? rip : (uint)rip;
+        cpu.Gpr[Cpu.RSP] = to64 ? rsp : (uint)rsp;
         cpu.FlushTlb();
         cpu.UpdateMode();
     }

@@ -90,11 +90,12 @@ public sealed class MultibootLoaderTests
     }
 
     [Fact]
-    public void Cmdline_WithoutAppend_IsTheKernelPath()
+    public void Cmdline_WithoutAppend_IsTheKernelPathAndASpace_AsQemuPassesIt()
     {
+        // Observed with QEMU 7.2: -kernel cmdline.elf without -append gives "cmdline.elf ".
         using var m = NewMachine();
         var info = MultibootLoader.Load(m, AoutImage(0x100000, [0xF4]), "kernel.bin");
-        Assert.Equal("kernel.bin", ReadCString(m, m.Memory.Read32((ulong)info.InfoAddress + 16)));
+        Assert.Equal("kernel.bin ", ReadCString(m, m.Memory.Read32((ulong)info.InfoAddress + 16)));
     }
 
     [Fact]
@@ -134,22 +135,25 @@ public sealed class MultibootLoaderTests
         Assert.Equal(0xF4, m.Memory.Read8(MultibootKernelBuilder.EntryAddress + 5)); // after mov esp, imm32
     }
 
-    [Fact]
-    public void Elf_LoadsSegmentsAtTheirPhysicalAddress_AndZeroesBss()
+    [Theory]
+    [InlineData(false, "ELF32")]
+    [InlineData(true, "ELF64")]
+    public void Elf_LoadsSegmentsAtTheirPhysicalAddress_AndZeroesBss(bool elf64, string format)
     {
+        // The kvm-unit-tests shape: code at 4 MiB, a multi-megabyte BSS, header flags 0.
         using var m = NewMachine(16);
         var segment = new byte[0x2000];
         BinaryPrimitives.WriteUInt32LittleEndian(segment, MultibootHeader.Magic);
         BinaryPrimitives.WriteUInt32LittleEndian(segment.AsSpan(8), unchecked(0u - MultibootHeader.Magic));
         segment[0x100] = 0xF4;
-        m.Memory.Fill(0x400000 + 0x2000, 0x100000, 0x55);
-        var elf = ElfWriter.Write(true, segment, 0x400000, 0x102000, 0x400100);
+        m.Memory.Fill(0x400000 + 0x2000, 0x300000, 0x55);
+        var elf = ElfWriter.Write(elf64, segment, 0x400000, 0x302000, 0x400100);
         var info = MultibootLoader.Load(m, elf, "big.elf");
-        Assert.Equal("ELF64", info.Format);
+        Assert.Equal(format, info.Format);
         Assert.Equal(0x400100UL, m.Cpus[0].Rip);
         Assert.Equal(0xF4, m.Memory.Read8(0x400100));
-        Assert.All(m.Memory.ReadBytes(0x402000, 0x100000), b => Assert.Equal(0, b));
-        Assert.True(info.InfoAddress >= 0x502000);
+        Assert.All(m.Memory.ReadBytes(0x402000, 0x300000), b => Assert.Equal(0, b));
+        Assert.True(info.InfoAddress >= 0x702000);
     }
 
     [Fact]
@@ -233,6 +237,21 @@ public sealed class MultibootLoaderTests
     {
         var elf = ElfWriter.Write(false, AoutImage(0, [0xF4], flags: 0), 0x100000, 0x100, 0x100020, machine: 40);
         Assert.Equal("k.elf: unsupported ELF machine 40 (expected EM_386 (3) or EM_X86_64 (62))", LoadError(elf));
+    }
+
+    [Fact]
+    public void ElfSegmentPastEndOfFile()
+    {
+        var elf = ElfWriter.Write(false, AoutImage(0, [0xF4], flags: 0), 0x100000, 0x100, 0x100020);
+        Array.Resize(ref elf, elf.Length - 8);
+        Assert.Equal("k.elf: ELF segment 0 (file offset 0x1000, size 0x21) extends past the end of the file (4121 bytes)", LoadError(elf));
+    }
+
+    [Fact]
+    public void EntryOutsideImage()
+    {
+        var elf = ElfWriter.Write(false, AoutImage(0, [0xF4], flags: 0), 0x100000, 0x100, 0x300000);
+        Assert.Equal("k.elf: entry point 0x300000 is outside the loaded image (0x100000-0x100100)", LoadError(elf));
     }
 
     [Fact]

@@ -44,7 +44,7 @@ public sealed class GuestProgramTests
         Assert.Contains("long mode entered\n", serial);
         Assert.Contains($"checksum 0x{GuestPrograms.SelftestChecksum():x8}\n", serial);
         Assert.Contains("exception 0x0000000e error 0x00000002 cr2 0x40000000\n#PF ok\n", serial);
-        foreach (var e in new[] { "#DE", "#UD", "#PF", "#GP" })
+        foreach (var e in new[] { "self-modifying code", "#DE", "#UD", "#PF", "#GP" })
         {
             Assert.Contains($"{e} ok\n", serial);
         }
@@ -115,12 +115,13 @@ public sealed class GuestProgramTests
 
     public static int DebugExitStatus(uint value) => (int)((value << 1) | 1);
 
-    internal static (string Serial, RunResult Result) Boot(byte[] image, RunLimits? limits = null)
+    internal static (string Serial, RunResult Result) Boot(byte[] image, RunLimits? limits = null, Action<Machine>? inspect = null)
     {
         var output = new MemoryStream();
         using var m = Machine.CreatePc(new MachineConfig(1, 64), b => output.Write(b), new ManualTscClock());
         MultibootLoader.Load(m, image, "test-kernel");
         var result = new Runner().Run(m, limits ?? new RunLimits(MaxInstructions: 50_000_000));
+        inspect?.Invoke(m);
         return (Encoding.ASCII.GetString(output.ToArray()), result);
     }
 

@@ -69,9 +69,11 @@ public sealed class RunnerTests
         a.movzx(edi, __byte_ptr[esi + 1]);
         k.Code32.PrintHex(edi);
         k.Code32.DebugExit(0);
-        var (serial, result) = GuestProgramTests.Boot(k.Build());
+        (long Reads, long Writes) counts = default;
+        var (serial, result) = GuestProgramTests.Boot(k.Build(), inspect: m => counts = (m.UnclaimedMmio.Reads, m.UnclaimedMmio.Writes));
         Assert.Equal("ffffffff000000ff", serial);
         Assert.Equal(1, result.DebugExitStatus);
+        Assert.Equal((2L, 1L), counts);
     }
 
     [Fact]

@@ -21,13 +21,16 @@ public sealed class CpuHarness : IDisposable
     /// <summary>GDT selectors the harness installs.</summary>
     public const ushort Code32 = 0x08, Data = 0x10, Code64 = 0x18, Code16 = 0x20, Data16 = 0x28;
 
-    private CpuHarness(int bitness, ulong memoryMiB)
+    private CpuHarness(int bitness, ulong memoryMiB, int cpus)
     {
         Bitness = bitness;
-        Machine = new Machine(new MachineConfig(1, memoryMiB), new ManualTscClock());
+        Machine = new Machine(new MachineConfig(cpus, memoryMiB), new ManualTscClock());
         Cpu = Machine.Cpus[0];
         InstallGdt();
-        EnterMode(bitness);
+        foreach (var cpu in Machine.Cpus)
+        {
+            EnterMode(cpu, bitness);
+        }
     }
 
     public int Bitness { get; }
@@ -36,7 +39,10 @@ public sealed class CpuHarness : IDisposable
 
     public Cpu Cpu { get; }
 
-    public static CpuHarness Create(int bitness, ulong memoryMiB = 4) => new(bitness, memoryMiB);
+    public static CpuHarness Create(int bitness, ulong memoryMiB = 4) => new(bitness, memoryMiB, 1);
+
+    /// <summary>A harness with several vCPUs, all in the same mode and sharing memory (each needs its own stack).</summary>
+    public static CpuHarness CreateSmp(int bitness, int cpus, ulong memoryMiB = 4) => new(bitness, memoryMiB, cpus);
 
     /// <summary>Assembles code with Iced for the harness's mode at <paramref name="address"/>.</summary>
     public byte[] Assemble(Action<Assembler> build, ulong address = CodeBase)
@@ -58,17 +64,62 @@ public sealed class CpuHarness : IDisposable
 
     public void LoadBytes(ulong address, byte[] code) => Machine.Memory.WriteBytes(address, code);
 
+    /// <summary>Where <see cref="InstallFaultStubs"/> puts one HLT per vector, 16 bytes apart.</summary>
+    public const ulong FaultStubs = 0x9000;
+    public const ulong IdtBase = 0xA000;
+
+    /// <summary>
+    /// Points every exception vector (IVT in real mode, IDT otherwise) at a HLT at
+    /// <see cref="FaultStubs"/> + 16 × vector, so a test sees which exception was raised from
+    /// where execution stopped, with the registers untouched.
+    /// </summary>
+    public void InstallFaultStubs()
+    {
+        var hlts = new byte[0x1000];
+        Array.Fill(hlts, (byte)0xF4);
+        LoadBytes(FaultStubs, hlts);
+        for (ulong v = 0; v < 256; v++)
+        {
+            var target = FaultStubs + (v * 16);
+            if (Bitness == 16)
+            {
+                Machine.Memory.Write32(v * 4, (uint)target & 0xFFFF); // offset, segment 0
+            }
+            else
+            {
+                var selector = Bitness == 64 ? Code64 : Code32;
+                var gate = (target & 0xFFFF) | ((ulong)selector << 16) | (0x8E00UL << 32) | ((target >> 16) << 48);
+                var stride = Bitness == 64 ? 16UL : 8UL;
+                Machine.Memory.Write64(IdtBase + (v * stride), gate);
+                if (Bitness == 64)
+                {
+                    Machine.Memory.Write64(IdtBase + (v * stride) + 8, 0);
+                }
+            }
+        }
+
+        Cpu.Idtr = Bitness == 16
+            ? new DescriptorTable { Base = 0, Limit = 0x3FF }
+            : new DescriptorTable { Base = IdtBase, Limit = (ushort)((Bitness == 64 ? 16 : 8) * 256 - 1) };
+    }
+
+    /// <summary>The exception vector whose stub execution stopped at, or null if it stopped elsewhere.</summary>
+    public int? FaultVector => Cpu.Rip >= FaultStubs && Cpu.Rip < FaultStubs + 0x1000 ? (int)((Cpu.Rip - FaultStubs) / 16) : null;
+
     /// <summary>Runs until HLT (returned) or another exit this harness does not handle (also returned).</summary>
-    public VmExit Run(long maxInstructions = 10_000_000)
+    public VmExit Run(long maxInstructions = 10_000_000) => Run(Cpu, maxInstructions);
+
+    /// <summary>Runs one vCPU of an SMP harness (see <see cref="Run(long)"/>); safe to call for different vCPUs on different threads.</summary>
+    public VmExit Run(Cpu cpu, long maxInstructions = 10_000_000)
     {
         var budget = maxInstructions;
         while (true)
         {
-            var exit = Cpu.Run(new VmEntry(InstructionBudget: budget));
+            var exit = cpu.Run(new VmEntry(InstructionBudget: budget));
             budget -= exit.InstructionsRetired;
             while (exit.Reason == ExitReason.IoInstruction)
             {
-                if (PortIoExit.Handle(Cpu, Machine.Io, exit) is not { } next)
+                if (PortIoExit.Handle(cpu, Machine.Io, exit) is not { } next)
                 {
                     break;
                 }
@@ -106,12 +157,14 @@ public sealed class CpuHarness : IDisposable
             Machine.Memory.Write64(GdtBase + (ulong)(i * 8), gdt[i]);
         }
 
-        Cpu.Gdtr = new DescriptorTable { Base = GdtBase, Limit = (ushort)(gdt.Length * 8 - 1) };
+        foreach (var cpu in Machine.Cpus)
+        {
+            cpu.Gdtr = new DescriptorTable { Base = GdtBase, Limit = (ushort)(gdt.Length * 8 - 1) };
+        }
     }
 
-    private void EnterMode(int bitness)
+    private void EnterMode(Cpu cpu, int bitness)
     {
-        var cpu = Cpu;
         cpu.Cr0 = Cr0Bits.ET | Cr0Bits.NE;
         cpu.Gpr[Cpu.RSP] = StackTop;
         cpu.SetFlagsRaw(2);

@@ -163,3 +163,9 @@ internal static class SystemHarness
         public override void WriteByte(byte value) => Bytes.Add(value);
     }
 }
+
+internal static class SystemHarnessRun
+{
+    /// <summary>Continues with <see cref="SystemHarness.RunSystem"/> unless completing an exit already produced the next one.</summary>
+    public static VmExit RunAfter(this CpuHarness h, VmExit? next) => next ?? h.RunSystem();
+}
