@@ -1,3 +1,4 @@
+using ActorVm.Hardware.Apic;
 using ActorVm.Hardware.X86;
 using ActorVm.Hardware.Devices;
 using ActorVm.Hardware.Memory;
@@ -42,14 +43,43 @@ public sealed class Machine : IDisposable
     /// <summary>The isa-debug-exit device at 0xF4, when the machine was built by <see cref="CreatePc"/>.</summary>
     public DebugExit? DebugExit { get; private set; }
 
+    /// <summary>The QEMU pc devices (fw_cfg, PIC, PIT, CMOS, IOAPIC, pc-testdev, ACPI, resets), when built by <see cref="CreatePc"/>.</summary>
+    public PcPlatform? Platform { get; private set; }
+
+    /// <summary>
+    /// Connects the platform's interrupt messages (the IOAPIC's) to the VM's APIC bus; whoever
+    /// runs the vCPUs with local APICs (the actor VM) connects it before the guest runs. Until
+    /// then, and under a runner without APICs, messages are dropped and counted.
+    /// </summary>
+    public void ConnectApicBus(Action<InterruptMessage> bus) => _apicBus = bus;
+
+    /// <summary>Interrupt messages sent while no APIC bus was connected.</summary>
+    public long DroppedInterruptMessages => Interlocked.Read(ref _droppedMessages);
+
+    private Action<InterruptMessage>? _apicBus;
+    private long _droppedMessages;
+
+    private void SendToApicBus(InterruptMessage message)
+    {
+        if (Volatile.Read(ref _apicBus) is { } bus)
+        {
+            bus(message);
+        }
+        else
+        {
+            Interlocked.Increment(ref _droppedMessages);
+        }
+    }
+
     /// <summary>Accesses to guest-physical addresses with no RAM and no device (see <see cref="Exits.UnclaimedMmioExit"/>).</summary>
     public Exits.UnclaimedMmioCounters UnclaimedMmio { get; } = new();
 
     /// <summary>
-    /// A PC as <c>qemu-system-x86_64 -nographic -serial stdio -device isa-debug-exit,iobase=0xf4,iosize=0x4</c>
+    /// A PC as <c>qemu-system-x86_64 -nographic -serial stdio -device isa-debug-exit,iobase=0xf4,iosize=0x4 -device pc-testdev</c>
     /// gives it: RAM, COM1 at 0x3F8 writing to <paramref name="serialOutput"/> (discarded when
-    /// null) and the debug-exit port at 0xF4. Every vCPU is in its reset state; a boot loader
-    /// (<see cref="Boot.MultibootLoader"/>) sets up the BSP.
+    /// null), the debug-exit port at 0xF4 and the <see cref="PcPlatform"/> devices (fw_cfg
+    /// reporting every vCPU, IOAPIC at 0xFEC00000 sending to the APIC bus, ACPI tables, …).
+    /// Every vCPU is in its reset state; a boot loader (<see cref="Boot.MultibootLoader"/>) sets up the BSP.
     /// </summary>
     public static Machine CreatePc(MachineConfig config, Action<ReadOnlySpan<byte>>? serialOutput = null, ITscClock? clock = null)
     {
@@ -58,6 +88,7 @@ public sealed class Machine : IDisposable
         machine.DebugExit = new DebugExit();
         machine.Io.Register(Uart16550.Com1, Uart16550.PortCount, machine.Serial);
         machine.Io.Register(DebugExit.DefaultPort, DebugExit.PortCount, machine.DebugExit);
+        machine.Platform = new PcPlatform(machine, machine.SendToApicBus, maxCpus: config.VcpuCount);
         return machine;
     }
 

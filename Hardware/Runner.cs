@@ -14,6 +14,9 @@ public enum RunOutcome
     /// <summary>Every vCPU halted with nothing that could wake it (a clean stop).</summary>
     HaltedForever,
 
+    /// <summary>The guest reset the machine (0xCF9, 0x64, 0x92, 0x8900); the run ends like QEMU's -no-reboot.</summary>
+    Reset,
+
     /// <summary>A triple fault shut the machine down.</summary>
     TripleFault,
 
@@ -88,6 +91,11 @@ public sealed class Runner : IVmRunner
                 return Result(RunOutcome.DebugExit, $"debug-exit: status {status}");
             }
 
+            if (machine.Platform?.SystemControl.Requested is { } reset)
+            {
+                return Result(RunOutcome.Reset, $"reset by the guest ({reset}); not rebooting");
+            }
+
             if (cancellationToken.IsCancellationRequested)
             {
                 return Result(RunOutcome.Cancelled, "cancelled");
@@ -145,7 +153,7 @@ public sealed class Runner : IVmRunner
 
                     case ExitReason.Hlt:
                         cpu.Complete();
-                        if (machine.DebugExit?.IsRequested == true)
+                        if (machine.DebugExit?.IsRequested == true || machine.Platform?.SystemControl.Requested is not null)
                         {
                             break;
                         }
@@ -169,7 +177,7 @@ public sealed class Runner : IVmRunner
                         return Result(RunOutcome.UnhandledExit, $"unhandled exit {exit.Reason.TraceName()} at rip 0x{cpu.Rip:x}");
                 }
 
-                if (machine.DebugExit?.IsRequested == true)
+                if (machine.DebugExit?.IsRequested == true || machine.Platform?.SystemControl.Requested is not null)
                 {
                     break;
                 }

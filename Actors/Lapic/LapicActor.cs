@@ -203,6 +203,13 @@ public sealed class LapicActor : ReceiveActor
             _ctx.Trace.KvmEoi(_apic.ApicId, eoiVector);
         }
 
+        if (effects.LevelEoiVector is { } levelVector)
+        {
+            // kvm_ioapic_update_eoi: a level-triggered vector's EOI clears remote IRR at the
+            // IOAPIC, which re-delivers if the line is still asserted.
+            _ctx.Machine.Platform?.IoApic.EndOfInterrupt(levelVector);
+        }
+
         if (effects.TimerChanged)
         {
             ArmTimer();

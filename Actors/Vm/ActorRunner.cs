@@ -30,6 +30,7 @@ public sealed class ActorRunner(VmOptions? template = null) : IVmRunner
             VmExitKind.HaltedForever => RunOutcome.HaltedForever,
             VmExitKind.Shutdown => RunOutcome.DebugExit,
             VmExitKind.TripleFault => RunOutcome.TripleFault,
+            VmExitKind.Reset => RunOutcome.Reset,
             VmExitKind.Timeout => RunOutcome.TimeLimit,
             VmExitKind.Cancelled => RunOutcome.Cancelled,
             _ => RunOutcome.UnhandledExit,

@@ -16,7 +16,7 @@ namespace ActorVm.Actors.Vm;
 /// shutdown, failure or stop decides the result; any child failure ends the VM with an error
 /// (never a hang).
 /// </summary>
-public sealed class VmActor : ReceiveActor, IWithTimers
+public sealed partial class VmActor : ReceiveActor, IWithTimers
 {
     public const string VcpuDispatcherId = "actorvm.vcpu-dispatcher";
     public const string PinnedDispatcherId = "actorvm.vcpu-pinned-dispatcher";
@@ -71,6 +71,8 @@ public sealed class VmActor : ReceiveActor, IWithTimers
             }
         });
         Receive<SendIpi>(m => Route(m.Message, m.SourceAccepted ? m.Message.SourceVcpu : -1));
+        Receive<DeviceInterrupt>(m => Route(m.Message, -1));
+        AttachPlatform();
         Receive<VcpuShutdown>(m => Finish(m.Kind, m.Kind == VmExitKind.TripleFault ? 1 : 0, m.Detail));
         Receive<VcpuFailed>(m => Finish(VmExitKind.Error, 1, m.Detail));
         Receive<StopVm>(m => Finish(m.Kind, m.ExitCode, m.Detail));
@@ -219,7 +221,7 @@ public sealed class VmActor : ReceiveActor, IWithTimers
     /// <summary>Every vCPU blocked, no timer armed, no wake-up since the previous poll: nothing can ever run again.</summary>
     private void CheckHaltedForever()
     {
-        if (_vcpus.Any(v => !v.Shared.Blocked || v.Shared.TimerArmed))
+        if (_vcpus.Any(v => !v.Shared.Blocked || v.Shared.TimerArmed) || DeviceTimerArmed)
         {
             _quiescentEpoch = -1;
             return;

@@ -33,6 +33,9 @@ public static class VmProtocol
     /// </summary>
     public sealed record SendIpi(InterruptMessage Message, bool SourceAccepted = false) : ICommand;
 
+    /// <summary>An interrupt message from a platform device (the IOAPIC) onto the APIC bus (kvm_irq_delivery_to_apic from kvm_ioapic_set_irq).</summary>
+    public sealed record DeviceInterrupt(InterruptMessage Message) : ICommand;
+
     /// <summary>A vCPU shut the VM down (triple fault → KVM_EXIT_SHUTDOWN).</summary>
     public sealed record VcpuShutdown(int Vcpu, VmExitKind Kind, string Detail) : IEvent;
 

@@ -7,6 +7,8 @@ public enum VmExitKind
     /// <summary>The guest asked to stop (debug-exit device, a loader's shutdown, the host).</summary>
     Shutdown,
     TripleFault,
+    /// <summary>The guest reset the machine (0xCF9, 0x64, 0x92, 0x8900); like QEMU's -no-reboot the run ends, exit code 0.</summary>
+    Reset,
     /// <summary>Every vCPU blocked with nothing that could wake it (<see cref="VmOptions.StopWhenAllHalted"/>).</summary>
     HaltedForever,
     /// <summary>A vCPU or actor failed (unexpected exit, exception): <see cref="VmResult.Detail"/> says why.</summary>

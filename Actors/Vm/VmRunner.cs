@@ -57,6 +57,11 @@ public static class VmRunner
             control.ShutdownOn(debugExit);
         }
 
+        if (machine.Platform is { } platform)
+        {
+            platform.SystemControl.ResetRequested += r => control.Stop(VmExitKind.Reset, 0, $"reset by the guest ({r}); not rebooting");
+        }
+
         options.Load?.Invoke(machine, control);
 
         using var timer = new HostTimer(machine.Clock);
@@ -87,26 +92,29 @@ public static class VmRunner
     private sealed class VmControl : IVmControl
     {
         private IActorRef? _vm;
-        private (int Code, string Reason)? _early;
+        private VmProtocol.StopVm? _early;
 
         public void Attach(IActorRef vm)
         {
             _vm = vm;
             if (_early is { } e)
             {
-                Shutdown(e.Code, e.Reason);
+                vm.Tell(e);
             }
         }
 
-        public void Shutdown(int exitCode, string reason)
+        public void Shutdown(int exitCode, string reason) => Stop(VmExitKind.Shutdown, exitCode, reason);
+
+        public void Stop(VmExitKind kind, int exitCode, string reason)
         {
+            var stop = new VmProtocol.StopVm(kind, exitCode, reason);
             if (_vm is null)
             {
-                _early = (exitCode, reason);
+                _early ??= stop;
                 return;
             }
 
-            _vm.Tell(new VmProtocol.StopVm(VmExitKind.Shutdown, exitCode, reason));
+            _vm.Tell(stop);
         }
     }
 }

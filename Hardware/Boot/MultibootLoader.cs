@@ -263,14 +263,15 @@ public static class MultibootLoader
         }
     }
 
-    /// <summary>The e820-style map QEMU's BIOS reports: low RAM, the EBDA and BIOS areas reserved, RAM above 1 MiB.</summary>
+    /// <summary>The e820-style map QEMU's BIOS reports: low RAM, the EBDA and BIOS/ACPI areas (0xE0000-0xFFFFF) reserved, RAM above 1 MiB.</summary>
     public static byte[] BuildMemoryMap(ulong ram)
     {
         var entries = new List<(ulong Base, ulong Length, uint Type)>
         {
             (0, Math.Min(ram, LowMemoryEnd), 1),
             (LowMemoryEnd, 0xA0000 - LowMemoryEnd, 2),
-            (0xF0000, 0x10000, 2),
+            // The BIOS area, where the ACPI tables (MADT at 0xE0000, RSDP at 0xF0000) live.
+            (Firmware.AcpiTables.Reserved.Start, Firmware.AcpiTables.Reserved.End - Firmware.AcpiTables.Reserved.Start, 2),
         };
         if (ram > 0x100000)
         {

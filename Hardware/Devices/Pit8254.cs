@@ -20,6 +20,7 @@ public sealed class Pit8254 : IIoDevice
     private readonly object _lock = new();
     private byte _port61;
     private ulong _irqEdges;
+    private bool _counter0Loaded;
 
     public Pit8254(ITscClock clock, IInterruptSink? irq = null)
     {
@@ -124,6 +125,15 @@ public sealed class Pit8254 : IIoDevice
     }
 
     public void Out(ushort port, int size, uint value)
+    {
+        OutLocked(port, value);
+        if (Interlocked.Exchange(ref _counter0Loaded, false))
+        {
+            Counter0Loaded?.Invoke();
+        }
+    }
+
+    private void OutLocked(ushort port, uint value)
     {
         lock (_lock)
         {
@@ -241,8 +251,16 @@ public sealed class Pit8254 : IIoDevice
         if (c == _counters[0])
         {
             _irqEdges = 0;
+            _counter0Loaded = true;
         }
     }
+
+    /// <summary>
+    /// Raised (outside the lock, on the programming vCPU's thread) when counter 0 gets a new
+    /// count: the VM's device timer re-reads <see cref="NextIrqTsc"/>, as KVM's create_pit_timer
+    /// re-arms the PIT hrtimer on every counter-0 load.
+    /// </summary>
+    public event Action? Counter0Loaded;
 
     /// <summary>Guest TSC of counter 0's next rising output edge (IRQ 0), or ulong.MaxValue.</summary>
     public ulong NextIrqTsc

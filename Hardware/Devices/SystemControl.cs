@@ -26,6 +26,9 @@ public sealed class SystemControl : IIoDevice
 
     public event Action<ResetSource>? ResetRequested;
 
+    /// <summary>The first reset the guest asked for, if any (a synchronous runner polls it like the debug-exit status).</summary>
+    public ResetSource? Requested { get; private set; }
+
     public void Attach(IoBus bus)
     {
         bus.Register(Port92, 1, this);
@@ -93,6 +96,7 @@ public sealed class SystemControl : IIoDevice
 
         if (reset is { } r)
         {
+            Requested ??= r;
             ResetRequested?.Invoke(r);
         }
     }

@@ -1,0 +1,61 @@
+using ActorVm.Hardware.Devices;
+using Akka.Actor;
+using static ActorVm.Actors.Vm.VmProtocol;
+
+namespace ActorVm.Actors.Vm;
+
+/// <summary>
+/// The VM-level half of the PC platform: the IOAPIC's messages enter the APIC bus here, and the
+/// PIT's counter 0 is driven by a device timer on the VM's clock, as KVM's in-kernel PIT runs
+/// its own hrtimer (pit_timer_fn) outside any vCPU. Devices themselves stay plain objects.
+/// </summary>
+public sealed partial class VmActor
+{
+    private Pit8254? _pit;
+    private long _pitGeneration;
+    private ulong _pitDeadline = ulong.MaxValue;
+
+    /// <summary>The PIT will raise IRQ 0 again: the VM is not quiescent.</summary>
+    private bool DeviceTimerArmed => Volatile.Read(ref _pitDeadline) != ulong.MaxValue;
+
+    private void AttachPlatform()
+    {
+        if (_machine.Platform is not { } platform)
+        {
+            return;
+        }
+
+        var self = Self;
+        _machine.ConnectApicBus(m => self.Tell(new DeviceInterrupt(m)));
+        _pit = platform.Pit;
+        _pit.Counter0Loaded += () => self.Tell(PitProgrammed.Instance);
+        Receive<PitProgrammed>(_ => ArmPit());
+        Receive<PitDue>(m =>
+        {
+            if (m.Generation == _pitGeneration && !_finished)
+            {
+                _pit.Poll();
+                ArmPit();
+            }
+        });
+    }
+
+    /// <summary>create_pit_timer: (re-)arm the device timer for counter 0's next output edge; older timers are stale.</summary>
+    private void ArmPit()
+    {
+        var generation = ++_pitGeneration;
+        var next = _pit!.NextIrqTsc;
+        Volatile.Write(ref _pitDeadline, next);
+        if (next != ulong.MaxValue)
+        {
+            _timer.Schedule(next, Self, new PitDue(generation));
+        }
+    }
+
+    private sealed record PitProgrammed
+    {
+        public static PitProgrammed Instance { get; } = new();
+    }
+
+    private sealed record PitDue(long Generation);
+}
