@@ -18,6 +18,7 @@ public static class GuestPrograms
         new("hello", "prints a line on COM1 and exits through port 0xF4 (status 1)", BuildHello),
         new("longmode-selftest", "switches to long mode, checks an integer loop and self-modifying code, handles #DE, #UD, #PF and #GP (status 1 when all pass)", BuildLongModeSelftest),
         new("compute", $"a {ComputeDefaultIterations}-iteration, 7-instruction integer loop (for MIPS), checked by the guest", f => BuildCompute(ComputeDefaultIterations, f)),
+        .. PlatformGuests.All,
     ];
 
     public static GuestProgram? Find(string name) => All.FirstOrDefault(p => p.Name == name);

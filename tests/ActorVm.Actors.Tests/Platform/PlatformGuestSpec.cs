@@ -1,0 +1,109 @@
+using System.Globalization;
+using System.Runtime.CompilerServices;
+using System.Text;
+using ActorVm.Actors.Vm;
+using ActorVm.Hardware;
+using ActorVm.Hardware.Boot;
+using ActorVm.Hardware.Guests;
+using ActorVm.Hardware.X86;
+
+namespace ActorVm.Actors.Tests.Platform;
+
+/// <summary>
+/// The platform guests (<see cref="PlatformGuests"/>) booted like <c>qemu-system-x86_64 -kernel</c>
+/// boots them: Machine.CreatePc, the Multiboot loader, the actor run loop with every vCPU. Their
+/// serial output and exit status must equal QEMU's (Golden/, see regen-with-qemu.sh). QEMU 7.2's
+/// TCG "max" CPU offers no TSC-deadline timer, so the golden runs use a model without it; the
+/// TSC-deadline checks run separately with it on.
+/// </summary>
+public sealed class PlatformGuestSpec
+{
+    private static readonly CpuModel QemuTcgMax = CpuModel.Default with { TscDeadline = false };
+
+    public static TheoryData<string, int> Goldens() => new()
+    {
+        { "pc-devices", 1 },
+        { "pc-devices", 4 },
+        { "pc-ioapic", 1 },
+        { "pc-reset", 1 },
+        { "apic-smp", 1 },
+        { "apic-smp", 2 },
+        { "apic-smp", 4 },
+        { "apic-smp", 8 },
+    };
+
+    [Theory(Timeout = 30_000)]
+    [MemberData(nameof(Goldens))]
+    public async Task MatchesQemuGolden(string guest, int smp)
+    {
+        var (serial, result) = await Boot(guest, smp, QemuTcgMax);
+        var expectedStatus = int.Parse(Golden($"{guest}-smp{smp}.status").Trim(), CultureInfo.InvariantCulture);
+        Assert.Equal(Golden($"{guest}-smp{smp}.serial"), serial);
+        if (guest == "pc-reset")
+        {
+            Assert.Equal(VmExitKind.Reset, result.Kind);
+        }
+        else
+        {
+            Assert.Equal(VmExitKind.Shutdown, result.Kind);
+        }
+
+        Assert.Equal(expectedStatus, result.ExitCode);
+    }
+
+    [Theory(Timeout = 30_000)]
+    [InlineData(TimerBackend.Hv)]
+    [InlineData(TimerBackend.Sw)]
+    public async Task ApicTimers_TscDeadlineFiresOnceAndReadsZero(TimerBackend backend)
+    {
+        var (serial, result) = await Boot("apic-smp", 2, CpuModel.Default, backend);
+        Assert.Contains("tsc-deadline msr reads 0 after expiry ok\n", serial);
+        Assert.Contains("tsc-deadline timer: two interrupts for two deadlines ok\n", serial);
+        Assert.Contains("one-shot timer fires once ok\n", serial);
+        Assert.Contains("periodic timer fires repeatedly ok\n", serial);
+        Assert.EndsWith("PASS\n", serial);
+        Assert.Equal(1, result.ExitCode);
+    }
+
+    [Theory(Timeout = 30_000)]
+    [InlineData(3)]
+    [InlineData(5)]
+    [InlineData(6)]
+    [InlineData(7)]
+    public async Task ApicSmp_StartsEveryApThroughTheTrampolineAtZero(int smp)
+    {
+        var (serial, result) = await Boot("apic-smp", smp, QemuTcgMax);
+        Assert.Contains($"cpus 0x{smp:x8}, aps up 0x{smp - 1:x8}\n", serial);
+        Assert.DoesNotContain("FAILED", serial);
+        Assert.Equal(1, result.ExitCode);
+    }
+
+    private static async Task<(string Serial, VmResult Result)> Boot(string guest, int smp, CpuModel model, TimerBackend backend = TimerBackend.Hv)
+    {
+        var output = new MemoryStream();
+        var config = new MachineConfig(smp, 128) { CpuModel = model };
+        using var machine = Machine.CreatePc(config, bytes =>
+        {
+            lock (output)
+            {
+                output.Write(bytes);
+            }
+        });
+        MultibootLoader.Load(machine, GuestPrograms.Find(guest)!.Build(KernelFormat.Elf32), guest);
+        var result = await VmRunner.RunAsync(machine, new VmOptions
+        {
+            Vcpus = smp,
+            MemoryMiB = 128,
+            Timer = backend,
+            Timeout = TimeSpan.FromSeconds(20),
+        });
+        Assert.True(result.Kind is VmExitKind.Shutdown or VmExitKind.Reset, $"{result.Kind}: {result.Detail}");
+        lock (output)
+        {
+            return (Encoding.ASCII.GetString(output.ToArray()), result);
+        }
+    }
+
+    private static string Golden(string file, [CallerFilePath] string source = "") =>
+        File.ReadAllText(Path.Combine(Path.GetDirectoryName(source)!, "Golden", file));
+}
