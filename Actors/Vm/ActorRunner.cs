@@ -20,6 +20,7 @@ public sealed class ActorRunner(VmOptions? template = null) : IVmRunner
         {
             Vcpus = machine.Cpus.Count,
             Timeout = limits.WallTime ?? (template?.Timeout ?? TimeSpan.FromDays(1)),
+            MaxInstructions = limits.MaxInstructions ?? template?.MaxInstructions,
             StopWhenAllHalted = true,
         };
         var result = VmRunner.RunAsync(machine, options, cancellationToken).GetAwaiter().GetResult();
@@ -32,6 +33,7 @@ public sealed class ActorRunner(VmOptions? template = null) : IVmRunner
             VmExitKind.TripleFault => RunOutcome.TripleFault,
             VmExitKind.Reset => RunOutcome.Reset,
             VmExitKind.Timeout => RunOutcome.TimeLimit,
+            VmExitKind.InstructionLimit => RunOutcome.InstructionLimit,
             VmExitKind.Cancelled => RunOutcome.Cancelled,
             _ => RunOutcome.UnhandledExit,
         };

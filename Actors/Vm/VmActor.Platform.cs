@@ -5,7 +5,8 @@ using static ActorVm.Actors.Vm.VmProtocol;
 namespace ActorVm.Actors.Vm;
 
 /// <summary>
-/// The VM-level half of the PC platform: the IOAPIC's messages enter the APIC bus here, and the
+/// The VM-level half of the PC platform: the IOAPIC's messages enter the APIC bus here, level
+/// EOIs from the LAPICs reach the IOAPIC (kvm_ioapic_update_eoi), and the
 /// PIT's counter 0 is driven by a device timer on the VM's clock, as KVM's in-kernel PIT runs
 /// its own hrtimer (pit_timer_fn) outside any vCPU. Devices themselves stay plain objects.
 /// </summary>
@@ -22,6 +23,7 @@ public sealed partial class VmActor
     {
         if (_machine.Platform is not { } platform)
         {
+            Receive<IoApicEoi>(_ => { }); // no IOAPIC on a bare machine
             return;
         }
 
@@ -29,6 +31,7 @@ public sealed partial class VmActor
         _machine.ConnectApicBus(m => self.Tell(new DeviceInterrupt(m)));
         _pit = platform.Pit;
         _pit.Counter0Loaded += () => self.Tell(PitProgrammed.Instance);
+        Receive<IoApicEoi>(m => platform.IoApic.EndOfInterrupt(m.Vector));
         Receive<PitProgrammed>(_ => ArmPit());
         Receive<PitDue>(m =>
         {

@@ -131,6 +131,12 @@ public sealed partial class VmActor : ReceiveActor, IWithTimers
     private void Route(InterruptMessage m, int skip)
     {
         _skip = skip;
+        if (m.Mode == DeliveryMode.LowestPriority && m.Shorthand is Shorthand.None or Shorthand.AllExcludingSelf)
+        {
+            Deliver(ApicBus.LowestPriorityTarget(_vcpus, m), m, match: false);
+            return;
+        }
+
         switch (m.Shorthand)
         {
             case Shorthand.Self:
