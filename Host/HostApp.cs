@@ -24,7 +24,9 @@ public static class HostApp
             e.Cancel = true;
             cts.Cancel();
         };
-        return Run(args, stdout, Console.Out, Console.Error, cts.Token);
+        // The console host runs every vCPU under the actor run loop (INIT/SIPI, IPIs, APIC timers,
+        // the IOAPIC); tests that call Run directly default to the synchronous BSP-only runner.
+        return Run(args, stdout, Console.Out, Console.Error, cts.Token, () => new ActorVm.Actors.Vm.ActorRunner());
     }
 
     /// <summary>Runs the command line with the given streams (tests call this directly).</summary>
@@ -78,18 +80,41 @@ public static class HostApp
     private static RootCommand BuildCommandLine(Stream serial, TextWriter text, TextWriter error, CancellationToken cancellationToken,
         Func<IVmRunner> runnerFactory)
     {
-        var kernel = new Option<string>("--kernel") { Description = "Multiboot kernel image (ELF32, ELF64 or a.out kludge)" };
+        // QEMU's single-dash spellings are aliases, so a qemu-system-x86_64 command line runs
+        // with only the program name changed (README, "QEMU command lines").
+        var kernel = new Option<string>("--kernel", "-kernel") { Description = "Multiboot kernel image (ELF32, ELF64 or a.out kludge)" };
         var program = new Option<string>("--program") { Description = "a built-in guest program instead of a kernel file (see `programs`)" };
         var memory = new Option<ulong>("-m", "--memory") { Description = "guest RAM in MiB", DefaultValueFactory = _ => 128 };
-        var smp = new Option<int>("--smp") { Description = "number of vCPUs", DefaultValueFactory = _ => 1 };
-        var append = new Option<string>("--append") { Description = "kernel command line arguments" };
-        var initrd = new Option<string>("--initrd") { Description = "file passed as Multiboot module 0" };
+        var smp = new Option<int>("--smp", "-smp") { Description = "number of vCPUs", DefaultValueFactory = _ => 1 };
+        var append = new Option<string>("--append", "-append") { Description = "kernel command line arguments" };
+        var initrd = new Option<string>("--initrd", "-initrd") { Description = "file passed as Multiboot module 0" };
+        var cpu = new Option<string>("--cpu", "-cpu")
+        {
+            Description = $"CPU model and features, QEMU style: max | qemu64, then ,+feature / ,-feature ({string.Join(", ", CpuModelOption.FeatureNames)})",
+            DefaultValueFactory = _ => "max",
+        };
+        var device = new Option<string[]>("--device", "-device")
+        {
+            Description = $"QEMU -device for the test devices the machine has: {DeviceOption.Supported}; others are rejected",
+            AllowMultipleArgumentsPerToken = false,
+        };
+        var noGraphic = new Option<bool>("-nographic") { Description = "accepted for QEMU compatibility (there is no display)" };
+        var noReboot = new Option<bool>("-no-reboot") { Description = "accepted for QEMU compatibility (a guest reset always ends the run, exit status 0)" };
+        var serialBackend = new Option<string>("-serial")
+        {
+            Description = "accepted for QEMU compatibility: only 'stdio' (COM1 is stdout)",
+        };
+        serialBackend.AcceptOnlyFromAmong("stdio");
+        var display = new Option<string>("-display") { Description = "accepted for QEMU compatibility: only 'none'" };
+        display.AcceptOnlyFromAmong("none");
+        var monitor = new Option<string>("-monitor") { Description = "accepted for QEMU compatibility: only 'none'" };
+        monitor.AcceptOnlyFromAmong("none");
         var timeout = new Option<double?>("--timeout") { Description = "stop after this many seconds of wall time (exit status 6)" };
         var maxInstructions = new Option<long?>("--max-instructions") { Description = "stop after this many guest instructions (exit status 6)" };
 
         var run = new Command("run", "boot a Multiboot kernel or a built-in program; stdout is the guest's COM1")
         {
-            kernel, program, memory, smp, append, initrd, timeout, maxInstructions,
+            kernel, program, memory, smp, append, initrd, timeout, maxInstructions, cpu, device, noGraphic, noReboot, serialBackend, display, monitor,
         };
         run.SetAction(p => new VmLauncher(runnerFactory).Launch(new RunOptions
         {
@@ -101,6 +126,8 @@ public static class HostApp
             Initrd = p.GetValue(initrd),
             TimeoutSeconds = p.GetValue(timeout),
             MaxInstructions = p.GetValue(maxInstructions),
+            Cpu = p.GetValue(cpu) ?? "max",
+            Devices = p.GetValue(device) ?? [],
         }, serial, error, cancellationToken));
 
         var programs = new Command("programs", "list the built-in guest programs");

@@ -18,4 +18,10 @@ public sealed record RunOptions
     public double? TimeoutSeconds { get; init; }
 
     public long? MaxInstructions { get; init; }
+
+    /// <summary>QEMU-style CPU model and feature switches (<see cref="CpuModelOption"/>).</summary>
+    public string Cpu { get; init; } = "max";
+
+    /// <summary>QEMU-style <c>-device</c> arguments (<see cref="DeviceOption"/>).</summary>
+    public IReadOnlyList<string> Devices { get; init; } = [];
 }

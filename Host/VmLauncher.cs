@@ -32,7 +32,9 @@ public sealed class VmLauncher(Func<IVmRunner> runnerFactory)
             return ExitCodes.InvalidInput;
         }
 
-        using var machine = Machine.CreatePc(new MachineConfig(options.Vcpus, options.MemoryMiB), bytes =>
+        var config = new MachineConfig(options.Vcpus, options.MemoryMiB);
+        config = config with { CpuModel = CpuModelOption.Parse(options.Cpu, out _)! with { TscHz = config.TscHz } };
+        using var machine = Machine.CreatePc(config, bytes =>
         {
             serialOutput.Write(bytes);
             serialOutput.Flush();
@@ -61,13 +63,14 @@ public sealed class VmLauncher(Func<IVmRunner> runnerFactory)
             return ExitCodes.InvalidInput;
         }
 
-        if (options.Vcpus > 1)
+        var runner = runnerFactory();
+        if (options.Vcpus > 1 && runner is Runner)
         {
             Logger.Warning("the synchronous runner runs the BSP only; {Aps} AP(s) stay in wait-for-SIPI", options.Vcpus - 1);
         }
 
         var limits = new RunLimits(options.MaxInstructions, options.TimeoutSeconds is { } t ? TimeSpan.FromSeconds(t) : null);
-        var result = runnerFactory().Run(machine, limits, cancellationToken);
+        var result = runner.Run(machine, limits, cancellationToken);
         Logger.Information("{Detail}; {Instructions} instructions in {Seconds:0.###} s ({Mips:0.#} MIPS)",
             result.Detail, result.InstructionsRetired, result.Elapsed.TotalSeconds, result.Mips);
         return ExitCodeFor(result, error);
@@ -131,6 +134,19 @@ public sealed class VmLauncher(Func<IVmRunner> runnerFactory)
         if (o.MaxInstructions is <= 0)
         {
             return $"--max-instructions {o.MaxInstructions} must be positive";
+        }
+
+        if (CpuModelOption.Parse(o.Cpu, out var cpuError) is null)
+        {
+            return cpuError;
+        }
+
+        foreach (var device in o.Devices)
+        {
+            if (DeviceOption.Check(device) is { } deviceError)
+            {
+                return deviceError;
+            }
         }
 
         return null;
