@@ -82,20 +82,20 @@ public static class HostApp
     {
         // QEMU's single-dash spellings are aliases, so a qemu-system-x86_64 command line runs
         // with only the program name changed (README, "QEMU command lines").
-        var kernel = new Option<string>("--kernel", "-kernel") { Description = "Multiboot kernel image (ELF32, ELF64 or a.out kludge)" };
+        var kernel = new Option<string>("-kernel", "--kernel") { Description = "(or --kernel) Multiboot kernel image (ELF32, ELF64 or a.out kludge)" };
         var program = new Option<string>("--program") { Description = "a built-in guest program instead of a kernel file (see `programs`)" };
         var memory = new Option<ulong>("-m", "--memory") { Description = "guest RAM in MiB", DefaultValueFactory = _ => 128 };
-        var smp = new Option<int>("--smp", "-smp") { Description = "number of vCPUs", DefaultValueFactory = _ => 1 };
-        var append = new Option<string>("--append", "-append") { Description = "kernel command line arguments" };
-        var initrd = new Option<string>("--initrd", "-initrd") { Description = "file passed as Multiboot module 0" };
-        var cpu = new Option<string>("--cpu", "-cpu")
+        var smp = new Option<int>("-smp", "--smp") { Description = "(or --smp) number of vCPUs", DefaultValueFactory = _ => 1 };
+        var append = new Option<string>("-append", "--append") { Description = "(or --append) kernel command line arguments" };
+        var initrd = new Option<string>("-initrd", "--initrd") { Description = "(or --initrd) file passed as Multiboot module 0" };
+        var cpu = new Option<string>("-cpu", "--cpu")
         {
-            Description = $"CPU model and features, QEMU style: max | qemu64, then ,+feature / ,-feature ({string.Join(", ", CpuModelOption.FeatureNames)})",
+            Description = $"(or --cpu) CPU model and features, QEMU style: max | qemu64, then ,+feature / ,-feature ({string.Join(", ", CpuModelOption.FeatureNames)})",
             DefaultValueFactory = _ => "max",
         };
-        var device = new Option<string[]>("--device", "-device")
+        var device = new Option<string[]>("-device", "--device")
         {
-            Description = $"QEMU -device for the test devices the machine has: {DeviceOption.Supported}; others are rejected",
+            Description = $"(or --device) QEMU -device for the test devices the machine has: {DeviceOption.Supported}; others are rejected",
             AllowMultipleArgumentsPerToken = false,
         };
         var noGraphic = new Option<bool>("-nographic") { Description = "accepted for QEMU compatibility (there is no display)" };
