@@ -64,12 +64,71 @@ public sealed partial class RunLoopActor
         return r;
     }
 
-    /// <summary>kvm_emulate_hypercall: no hypercalls are implemented, RAX = -KVM_ENOSYS.</summary>
+    /// <summary>KVM_HC_SEND_IPI (Documentation/virt/kvm/x86/hypercalls.rst): the one hypercall offered (CPUID 0x40000001 KVM_FEATURE_PV_SEND_IPI).</summary>
+    private const ulong KvmHcSendIpi = 10;
+
+    /// <summary>-KVM_EINVAL.</summary>
+    private const ulong KvmEinval = unchecked((ulong)-22L);
+
+    /// <summary>
+    /// kvm_emulate_hypercall, a slowpath exit: KVM_HC_SEND_IPI is carried out (kvm_pv_send_ipi),
+    /// any other number returns RAX = -KVM_ENOSYS. Arguments in RBX, RCX, RDX, RSI, truncated to
+    /// 32 bits outside 64-bit mode, as KVM does for a 32-bit caller.
+    /// </summary>
     private int Vmcall()
     {
-        var r = Then(Cpu.Complete());
-        Cpu.Gpr[Cpu.RAX] = KvmEnosys;
-        return r;
+        var op64 = Cpu.Is64BitMode;
+        ulong Arg(int reg) => op64 ? Cpu.Gpr[reg] : (uint)Cpu.Gpr[reg];
+        var result = Arg(Cpu.RAX) == KvmHcSendIpi && _ctx.Cpu.Model.PvSendIpi
+            ? PvSendIpi(Arg(Cpu.RBX), Arg(Cpu.RCX), Arg(Cpu.RDX), Arg(Cpu.RSI), op64)
+            : KvmEnosys;
+
+        // The replayed VMCALL retires with the result in RAX.
+        return Then(Cpu.Complete(result));
+    }
+
+    /// <summary>
+    /// kvm_pv_send_ipi: bit i of the bitmap (low, then high) targets APIC ID min + i; the ICR's
+    /// vector, delivery mode and level go to each target in physical mode. A shorthand or a
+    /// logical destination in the ICR is -KVM_EINVAL. Returns how many targets exist.
+    /// </summary>
+    private ulong PvSendIpi(ulong low, ulong high, ulong min, ulong icr, bool op64)
+    {
+        if ((icr & ((1UL << 11) | (3UL << 18))) != 0)
+        {
+            return KvmEinval;
+        }
+
+        var clusterBits = op64 ? 64 : 32;
+        var delivered = 0UL;
+        for (var i = 0; i < 2 * clusterBits; i++)
+        {
+            var bitmap = i < clusterBits ? low : high;
+            if ((bitmap >> (i % clusterBits) & 1) == 0)
+            {
+                continue;
+            }
+
+            var id = min + (ulong)i;
+            if (id >= (ulong)_ctx.Machine.Cpus.Count)
+            {
+                continue;
+            }
+
+            delivered++;
+            _vm.Tell(new Vm.VmProtocol.SendIpi(new InterruptMessage(
+                Vector: (byte)icr,
+                Mode: (DeliveryMode)((icr >> 8) & 7),
+                Logical: false,
+                Level: (icr & (1UL << 15)) != 0,
+                Assert: (icr & (1UL << 14)) != 0,
+                Shorthand: Shorthand.None,
+                Destination: (uint)id,
+                SourceVcpu: _ctx.Id,
+                X2ApicFormat: true)));
+        }
+
+        return delivered;
     }
 
     /// <summary>handle_io: the port bus, synchronously on this thread (devices are not actors).</summary>

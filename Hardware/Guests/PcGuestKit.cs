@@ -85,6 +85,22 @@ public sealed class PcGuestKit
         _gates.Add(vector);
     }
 
+    /// <summary>
+    /// Emits a handler for <paramref name="vector"/> made only of <paramref name="body"/>, which
+    /// sees the CPU's own frame (error code first where the vector has one) and must end in IRETD.
+    /// </summary>
+    public void RawHandler(int vector, Action<Assembler> body)
+    {
+        var a = A;
+        var after = a.CreateLabel();
+        a.call(after);
+        body(a);
+        a.Label(ref after);
+        a.pop(eax);
+        a.mov(__dword_ptr[HandlerTable + (uint)(_gates.Count * 4)], eax);
+        _gates.Add(vector);
+    }
+
     /// <summary>Writes the gates of every handler emitted so far into the IDT and loads IDTR (call on every CPU; the BSP builds, APs only load).</summary>
     public void BuildIdt()
     {

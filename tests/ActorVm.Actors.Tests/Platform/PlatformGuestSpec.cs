@@ -78,6 +78,28 @@ public sealed class PlatformGuestSpec
         Assert.Equal(1, result.ExitCode);
     }
 
+    [Fact(Timeout = 30_000)]
+    public async Task CpuRules_NmiLatch_FaultRips_PvSendIpi()
+    {
+        var (serial, result) = await Boot("cpu-rules", 2, CpuModel.Default);
+        Assert.Equal(
+            "nmi blocked until iret, one latched ok\n" +
+            "#gp from a bad wrmsr at its own eip ok\n" +
+            "#ud from ud2 at its own eip ok\n" +
+            "pv send-ipi returns the number of targets ok\n" +
+            "pv send-ipi reaches apic 1 ok\n" +
+            "unknown hypercall returns -KVM_ENOSYS ok\n" +
+            "PASS\n", serial);
+        Assert.Equal(1, result.ExitCode);
+    }
+
+    [Fact(Timeout = 30_000)]
+    public async Task CpuRules_WithoutPvSendIpi_TheGuestSeesNoFeature()
+    {
+        var (serial, _) = await Boot("cpu-rules", 2, CpuModel.Default with { PvSendIpi = false });
+        Assert.Contains("pv send-ipi not offered\n", serial);
+    }
+
     private static async Task<(string Serial, VmResult Result)> Boot(string guest, int smp, CpuModel model, TimerBackend backend = TimerBackend.Hv)
     {
         var output = new MemoryStream();
