@@ -16,6 +16,7 @@ public static class PlatformGuests
         new("pc-ioapic", "pc-testdev IRQ lines and the PIT's IRQ 0 through the IOAPIC (edge and level, EOI) to LAPIC handlers", BuildIoApic),
         new("pc-reset", "prints a line and resets through port 0xCF9 (the run ends, as with QEMU -no-reboot)", BuildReset),
         new("cpu-rules", "NMIs blocked until IRET with one latched, #GP from a bad WRMSR and #UD from UD2 at the faulting instruction, the KVM PV send-IPI hypercall (ActorVm only: QEMU TCG has no KVM hypercalls)", BuildCpuRules),
+        new("cr8-apic-off", "64-bit: CR8 keeps its value while IA32_APIC_BASE.EN is clear, across a VM exit", BuildCr8ApicOff),
         new("apic-smp", "INIT/SIPI start-up of every AP through a trampoline at 0; self-IPI and the STI shadow, TPR masking, IPIs by physical/logical/broadcast destination, NMI to an AP; one-shot, periodic and TSC-deadline timers", BuildApicSmp),
     ];
 
@@ -668,5 +669,53 @@ public static class PlatformGuests
 
         kit.Finish();
         return kit.Kernel.Build(format);
+    }
+
+    public static byte[] BuildCr8ApicOff(KernelFormat format = KernelFormat.AoutKludge)
+    {
+        var k = new MultibootKernelBuilder();
+        var c = k.EnterLongMode();
+        var a = c.A;
+        var bad = a.CreateLabel();
+        var bad2 = a.CreateLabel();
+        var next = a.CreateLabel();
+        var done = a.CreateLabel();
+        a.xor(r13d, r13d);
+        a.mov(ecx, 0x1B); // IA32_APIC_BASE
+        a.rdmsr();
+        a.mov(r12d, eax);
+        a.mov(r14d, edx);
+        a.and(eax, ~0xC00); // EN and EXTD off: the APIC is hardware-disabled
+        a.wrmsr();
+        a.mov(eax, 0xA);
+        a.mov(cr8, rax);
+        a.mov(rbx, cr8);
+        a.cmp(rbx, 0xA);
+        a.jne(bad);
+        c.Print("cr8 reads back while the apic is disabled ok\n");
+        a.jmp(next);
+        a.Label(ref bad);
+        c.Print("cr8 reads back while the apic is disabled FAILED\n");
+        a.inc(r13d);
+        a.Label(ref next);
+        a.@out(0x80, al); // a VM exit between the write and the next read
+        a.mov(rbx, cr8);
+        a.cmp(rbx, 0xA);
+        a.jne(bad2);
+        c.Print("cr8 kept across an exit ok\n");
+        a.jmp(done);
+        a.Label(ref bad2);
+        c.Print("cr8 kept across an exit FAILED\n");
+        a.inc(r13d);
+        a.Label(ref done);
+        a.xor(eax, eax);
+        a.mov(cr8, rax);
+        a.mov(eax, r12d);
+        a.mov(edx, r14d);
+        a.mov(ecx, 0x1B);
+        a.wrmsr();
+        a.mov(eax, r13d);
+        c.DebugExitEax();
+        return k.Build(format);
     }
 }

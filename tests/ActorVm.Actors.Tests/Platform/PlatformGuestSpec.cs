@@ -26,6 +26,7 @@ public sealed class PlatformGuestSpec
         { "pc-devices", 4 },
         { "pc-ioapic", 1 },
         { "pc-reset", 1 },
+        { "cr8-apic-off", 1 },
         { "apic-smp", 1 },
         { "apic-smp", 2 },
         { "apic-smp", 4 },

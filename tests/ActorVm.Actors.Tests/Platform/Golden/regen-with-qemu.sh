@@ -33,4 +33,5 @@ run pc-devices 1
 run pc-devices 4
 run pc-ioapic 1
 run pc-reset 1 -no-reboot
+run cr8-apic-off 1
 for n in 1 2 4 8; do run apic-smp "$n"; done
