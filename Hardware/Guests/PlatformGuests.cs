@@ -16,6 +16,7 @@ public static class PlatformGuests
         new("pc-ioapic", "pc-testdev IRQ lines and the PIT's IRQ 0 through the IOAPIC (edge and level, EOI) to LAPIC handlers", BuildIoApic),
         new("pc-reset", "prints a line and resets through port 0xCF9 (the run ends, as with QEMU -no-reboot)", BuildReset),
         new("cpu-rules", "NMIs blocked until IRET with one latched, #GP from a bad WRMSR and #UD from UD2 at the faulting instruction, the KVM PV send-IPI hypercall (ActorVm only: QEMU TCG has no KVM hypercalls)", BuildCpuRules),
+        new("longmode-4m", "ELF32 with its program header at 4 MiB and a 4 MiB BSS: BSS zeroed, cmdline valid, long mode with a 4 GiB map, fw_cfg CPUs and the APIC ID (always ELF32)", HighLoadKernel.Build),
         new("cr8-apic-off", "64-bit: CR8 keeps its value while IA32_APIC_BASE.EN is clear, across a VM exit", BuildCr8ApicOff),
         new("apic-smp", "INIT/SIPI start-up of every AP through a trampoline at 0; self-IPI and the STI shadow, TPR masking, IPIs by physical/logical/broadcast destination, NMI to an AP; one-shot, periodic and TSC-deadline timers", BuildApicSmp),
     ];

@@ -155,7 +155,7 @@ public sealed class HostEndToEndTests : IDisposable
     [Theory]
     [InlineData("actorvm: give exactly one of --kernel FILE or --program NAME", "run")]
     [InlineData("actorvm: give exactly one of --kernel FILE or --program NAME", "run", "--kernel", "x", "--program", "hello")]
-    [InlineData("actorvm: unknown program 'nope' (built-in programs: hello, longmode-selftest, compute, pc-devices, pc-ioapic, pc-reset, apic-smp)", "run", "--program", "nope")]
+    [InlineData("actorvm: unknown program 'nope' (built-in programs: hello, longmode-selftest, compute, pc-devices, pc-ioapic, pc-reset, cpu-rules, longmode-4m, cr8-apic-off, apic-smp)", "run", "--program", "nope")]
     [InlineData("actorvm: memory size 1 MiB is out of range (2-3072 MiB)", "run", "--program", "hello", "-m", "1")]
     [InlineData("actorvm: --smp 0 is out of range (1-255)", "run", "--program", "hello", "--smp", "0")]
     public void BadOptions_AreOneLineErrors(string expected, params string[] args)

@@ -27,6 +27,8 @@ public sealed class PlatformGuestSpec
         { "pc-ioapic", 1 },
         { "pc-reset", 1 },
         { "cr8-apic-off", 1 },
+        { "longmode-4m", 1 },
+        { "longmode-4m", 2 },
         { "apic-smp", 1 },
         { "apic-smp", 2 },
         { "apic-smp", 4 },
@@ -112,6 +114,8 @@ public sealed class PlatformGuestSpec
                 output.Write(bytes);
             }
         });
+        // Stale bytes where the 4 MiB kernel's BSS goes: the loader, not fresh RAM, must zero it.
+        machine.Memory.Fill(HighLoadKernel.ImageEnd, HighLoadKernel.BssBytes, 0x55);
         MultibootLoader.Load(machine, GuestPrograms.Find(guest)!.Build(KernelFormat.Elf32), guest);
         var result = await VmRunner.RunAsync(machine, new VmOptions
         {
