@@ -24,7 +24,8 @@ public static class SmpGuests
 
     /// <summary>Guest variables (dwords).</summary>
     public const uint VarArrived = 0x114100, VarAcks = 0x114104, VarReporter = 0x114108,
-        VarBroadcastAll = 0x11410C, VarBroadcastOthers = 0x114110, VarLowestPriority = 0x114114;
+        VarBroadcastAll = 0x11410C, VarBroadcastOthers = 0x114110, VarLowestPriority = 0x114114,
+        VarNmis = 0x114118, VarIrq46 = 0x11411C;
 
     /// <summary>debug-exit value at the end (QEMU status (value &lt;&lt; 1) | 1 = 0x21).</summary>
     public const uint DoneExit = 0x10;
@@ -36,7 +37,7 @@ public static class SmpGuests
     /// <summary>ICR low dwords (SDM 11.6.1): delivery mode 10:8, logical 11, assert 14, shorthand 19:18.</summary>
     private const uint IcrInitAllButSelf = 0x000C4500, IcrSipiAllButSelf = 0x000C4600 | SipiVector,
         IcrSelf = 0x00040000, IcrAllIncludingSelf = 0x00080000, IcrAllButSelf = 0x000C0000,
-        IcrLowestPriorityLogical = 0x00000900;
+        IcrLowestPriorityLogical = 0x00000900, IcrNmi = 0x00004400;
 
     /// <summary>
     /// The xAPIC (MMIO) program, <c>smp-ipi</c>:
@@ -48,6 +49,9 @@ public static class SmpGuests
     /// <item>Broadcasts: 0x43 to all-but-self (3 handlers run), 0x44 to all-including-self (4).</item>
     /// <item>Lowest priority 0x45 to the logical group of the APs: exactly one takes it (which one
     /// is model specific, SDM 11.6.2.4, so only the count is printed).</item>
+    /// <item>With IF=0 the BSP sends itself a fixed IRQ 0x46 and an NMI (physical destination 0):
+    /// the NMI is taken at once, 0x46 after STI. Under ActorVm the NMI's entry is forced
+    /// (-EBUSY: an IRQ is pending and nothing more can be injected).</item>
     /// </list>
     /// </summary>
     public static byte[] BuildIpi(KernelFormat format = KernelFormat.Elf32)
@@ -120,6 +124,16 @@ public static class SmpGuests
         a.mov(eax, __dword_ptr[VarLowestPriority]);
         c.PrintHexEax();
         c.Print(" time(s)\n");
+
+        // An NMI while a fixed IRQ waits behind IF=0: both are accepted by the BSP's own LAPIC
+        // before it answers the ICR write, so the next entry injects the NMI with the IRQ still
+        // pending: KVM's -EBUSY, a forced immediate exit. Then STI lets the IRQ in.
+        a.cli();
+        Icr(a, 0, 0x46);
+        Icr(a, 0, IcrNmi);
+        WaitFor(a, VarNmis, 1);
+        a.sti();
+        WaitFor(a, VarIrq46, 1);
         c.DebugExit(DoneExit);
 
         // ---- AP: 32-bit entry from the trampoline ----
@@ -300,7 +314,7 @@ public static class SmpGuests
             _layout = layout;
         }
 
-        public byte[] Vectors { get; } = [0x40, 0x41, 0x42, 0x43, 0x44, 0x45];
+        public byte[] Vectors { get; } = [2, 0x40, 0x41, 0x42, 0x43, 0x44, 0x45, 0x46];
 
         public const string Unexpected = "unexpected";
 
@@ -319,6 +333,16 @@ public static class SmpGuests
                 a.pushad();
                 switch (vector)
                 {
+                    case 2:
+                        c.Print("bsp: nmi with irq 0x46 pending\n");
+                        a.@lock.inc(__dword_ptr[VarNmis]);
+                        a.popad();
+                        a.iretd(); // no EOI: NMIs do not set ISR
+                        continue;
+                    case 0x46:
+                        c.Print("bsp: irq 0x46 after sti\n");
+                        a.@lock.inc(__dword_ptr[VarIrq46]);
+                        break;
                     case 0x40:
                         // On an AP, from the BSP: print, then a self-IPI through the ICR shorthand.
                         // 0x41 is in the same priority class as 0x40: it waits for this EOI.
