@@ -30,6 +30,23 @@ public sealed class SmpGuestSpec
         Assert.Equal(GoldenStatus("smp-ipi"), result.DebugExitStatus);
     }
 
+    [Theory(DisplayName = "smp-x2apic on --smp 4: the same program in x2APIC mode (ICR by WRMSR through the fastpath, SELF_IPI 0x83F, MSR EOI) prints what QEMU prints for smp-ipi")]
+    [MemberData(nameof(Methods))]
+    public void SmpX2ApicMatchesTheXApicGolden(ImmediateExitMethod method)
+    {
+        var kernel = SmpGuests.BuildX2Apic();
+        SaveForQemu("smp-x2apic", kernel);
+
+        var (serial, result, runner) = Boot(kernel, new VmOptions { ImmediateExit = method });
+
+        Assert.Equal(Golden("smp-ipi.serial"), serial);
+        Assert.Equal(RunOutcome.DebugExit, result.Outcome);
+        Assert.Equal(GoldenStatus("smp-ipi"), result.DebugExitStatus);
+        var total = runner.LastResult!.Statistics.Total;
+        Assert.True(total.FastpathByHandler["X2ApicIcr"].GetValueOrDefault("ReenterGuest") + total.FastpathByHandler["X2ApicIcr"].GetValueOrDefault("ExitHandled") > 0);
+        Assert.False(total.SlowpathByReason.ContainsKey("APIC_ACCESS")); // no xAPIC page in use
+    }
+
     internal static (string Serial, RunResult Result, ActorRunner Runner) Boot(byte[] kernel, VmOptions options, int vcpus = SmpGuests.Vcpus)
     {
         var serial = new StringBuilder();

@@ -31,7 +31,7 @@ public static class SmpGuests
     public const uint DoneExit = 0x10;
 
     private const uint ApicBase = 0xFEE00000;
-    private const uint ApicId = ApicBase + 0x20, ApicTpr = ApicBase + 0x80, ApicEoi = ApicBase + 0xB0, ApicLdr = ApicBase + 0xD0, ApicLint0 = ApicBase + 0x350,
+    private const uint ApicId = ApicBase + 0x20, ApicEoi = ApicBase + 0xB0, ApicLdr = ApicBase + 0xD0, ApicLint0 = ApicBase + 0x350,
         ApicSvr = ApicBase + 0xF0, ApicIcrLow = ApicBase + 0x300, ApicIcrHigh = ApicBase + 0x310;
 
     /// <summary>ICR low dwords (SDM 11.6.1): delivery mode 10:8, logical 11, assert 14, shorthand 19:18.</summary>
@@ -54,29 +54,39 @@ public static class SmpGuests
     /// (-EBUSY: an IRQ is pending and nothing more can be injected).</item>
     /// </list>
     /// </summary>
-    public static byte[] BuildIpi(KernelFormat format = KernelFormat.Elf32)
+    public static byte[] BuildIpi(KernelFormat format = KernelFormat.Elf32) => Build(x2Apic: false, format);
+
+    /// <summary>
+    /// <see cref="BuildIpi"/> in x2APIC mode, <c>smp-x2apic</c>: every CPU switches its own APIC to
+    /// x2APIC (IA32_APIC_BASE.EXTD); ICR writes are WRMSR 0x830 (the MSR_WRITE fastpath), the
+    /// self-IPI is x2APIC SELF_IPI (MSR 0x83F), EOI is MSR 0x80B. It prints the same text.
+    /// </summary>
+    public static byte[] BuildX2Apic(KernelFormat format = KernelFormat.Elf32) => Build(x2Apic: true, format);
+
+    private static byte[] Build(bool x2Apic, KernelFormat format)
     {
         // Two passes: 32-bit Iced code cannot take a label's address (its label operands are
         // RIP-relative), so pass 1 learns the addresses and pass 2 uses them as immediates; every
         // such use is a MOV r32, imm32 of fixed length, so the layout does not change.
         var layout = new Layout();
-        layout.Bind(EmitIpi(layout).Code32);
+        layout.Bind(EmitIpi(layout, x2Apic).Code32);
         layout.Resolve();
-        return EmitIpi(layout).Build(format);
+        return EmitIpi(layout, x2Apic).Build(format);
     }
 
-    private static MultibootKernelBuilder EmitIpi(Layout layout)
+    private static MultibootKernelBuilder EmitIpi(Layout layout, bool x2Apic)
     {
         var k = new MultibootKernelBuilder();
         var c = k.Code32;
         var a = c.A;
         layout.Attach(a);
-        var h = new Handlers(a, layout);
+        var apic = new ApicAccess(x2Apic);
+        var h = new Handlers(a, layout, apic);
         var (trampolineBytes, pointerOffset) = BuildTrampoline();
 
         ProtectedModeSetup(a, layout);
         BuildIdt(a, h, layout);
-        EnableApic(a);
+        apic.Enable(a);
         c.Print("smp: bsp up\n");
 
         // Copy the trampoline below 1 MiB and point its far jump at the 32-bit AP entry.
@@ -89,8 +99,8 @@ public static class SmpGuests
         a.mov(__dword_ptr[TrampolineAddress + pointerOffset], eax);
 
         // INIT, then one SIPI (SDM 8.4.4.1 sends two with delays; neither QEMU nor ActorVm needs them).
-        Icr(a, 0, IcrInitAllButSelf);
-        Icr(a, 0, IcrSipiAllButSelf);
+        apic.Icr(a, 0, IcrInitAllButSelf);
+        apic.Icr(a, 0, IcrSipiAllButSelf);
         WaitFor(a, VarArrived, Vcpus - 1);
         c.Print("smp: 3 aps up\n");
 
@@ -98,15 +108,15 @@ public static class SmpGuests
         a.sti();
         for (var ap = 1; ap < Vcpus; ap++)
         {
-            Icr(a, (uint)ap, 0x40);
+            apic.Icr(a, (uint)ap, 0x40);
             WaitFor(a, VarAcks, ap);
         }
 
         c.Print("smp: broadcast to all-but-self\n");
-        Icr(a, 0, IcrAllButSelf | 0x43);
+        apic.Icr(a, 0, IcrAllButSelf | 0x43);
         WaitFor(a, VarBroadcastOthers, Vcpus - 1);
         c.Print("smp: broadcast to all-including-self\n");
-        Icr(a, 0, IcrAllIncludingSelf | 0x44);
+        apic.Icr(a, 0, IcrAllIncludingSelf | 0x44);
         WaitFor(a, VarBroadcastAll, Vcpus);
         c.Print("smp: all-but-self handlers ");
         a.mov(eax, __dword_ptr[VarBroadcastOthers]);
@@ -117,7 +127,7 @@ public static class SmpGuests
         c.Print("\n");
 
         // Lowest priority to the APs' logical group (LDR bit = 1 << APIC ID, flat model).
-        Icr(a, 0x0E, IcrLowestPriorityLogical | 0x45);
+        apic.Icr(a, 0x0E, IcrLowestPriorityLogical | 0x45);
         WaitFor(a, VarLowestPriority, 1);
         Pause(a, 200_000); // a second (wrong) delivery would land meanwhile
         c.Print("smp: lowest-priority 0x45 taken ");
@@ -129,8 +139,8 @@ public static class SmpGuests
         // before it answers the ICR write, so the next entry injects the NMI with the IRQ still
         // pending: KVM's -EBUSY, a forced immediate exit. Then STI lets the IRQ in.
         a.cli();
-        Icr(a, 0, 0x46);
-        Icr(a, 0, IcrNmi);
+        apic.Icr(a, 0, 0x46);
+        apic.Icr(a, 0, IcrNmi);
         WaitFor(a, VarNmis, 1);
         a.sti();
         WaitFor(a, VarIrq46, 1);
@@ -145,13 +155,12 @@ public static class SmpGuests
         a.mov(fs, ax);
         a.mov(gs, ax);
         a.lgdt(__[(uint)MultibootKernelBuilder.GdtrAddress]);
-        a.mov(eax, __dword_ptr[ApicId]);
-        a.shr(eax, 24);
+        apic.Enable(a); // no stack needed yet
+        apic.ReadId(a);
         a.shl(eax, 12);
         a.mov(esp, ApStackTop);
         a.sub(esp, eax);
         a.lidt(__[IdtrAddress]);
-        EnableApic(a);
         a.@lock.inc(__dword_ptr[VarArrived]);
         a.sti();
         c.HaltForever();
@@ -218,29 +227,99 @@ public static class SmpGuests
         a.or(edx, 0x8E00);
     }
 
-    /// <summary>SVR: software-enabled, spurious vector 0xFF; flat logical model with LDR = 1 &lt;&lt; (24 + APIC ID).</summary>
-    private static void EnableApic(Assembler a)
+    /// <summary>The local APIC through MMIO (xAPIC) or MSRs (x2APIC, SDM 11.12).</summary>
+    private sealed class ApicAccess(bool x2Apic)
     {
-        // Only IPIs interrupt these CPUs: LINT0 (the PIC's virtual wire that firmware sets up on
-        // the BSP) masked, and the PICs masked too.
-        a.mov(__dword_ptr[ApicLint0], 0x10700);
-        a.mov(al, 0xFF);
-        a.@out(0xA1, al);
-        a.@out(0x21, al);
-        a.mov(__dword_ptr[ApicSvr], 0x1FF);
-        a.mov(eax, __dword_ptr[ApicId]);
-        a.shr(eax, 24);
-        a.lea(ecx, __[eax + 24]);
-        a.mov(eax, 1);
-        a.shl(eax, cl);
-        a.mov(__dword_ptr[ApicLdr], eax);
-    }
+        /// <summary>
+        /// Hardware- and software-enabled (SVR 0x1FF), LINT0 masked (firmware points it at the
+        /// PIC on the BSP), the PICs masked: only IPIs interrupt these CPUs. xAPIC: flat logical
+        /// model with LDR = 1 &lt;&lt; (24 + APIC ID); x2APIC derives LDR from the ID (bit ID in cluster 0).
+        /// </summary>
+        public void Enable(Assembler a)
+        {
+            a.mov(al, 0xFF);
+            a.@out(0xA1, al);
+            a.@out(0x21, al);
+            if (x2Apic)
+            {
+                a.mov(ecx, 0x1B);
+                a.rdmsr();
+                a.or(eax, 0xC00); // EN | EXTD
+                a.wrmsr();
+                Wrmsr(a, 0x835, 0x10700);
+                Wrmsr(a, 0x80F, 0x1FF);
+                return;
+            }
 
-    /// <summary>Writes ICR high (destination) then ICR low, which sends.</summary>
-    private static void Icr(Assembler a, uint destination, uint low)
-    {
-        a.mov(__dword_ptr[ApicIcrHigh], destination << 24);
-        a.mov(__dword_ptr[ApicIcrLow], low);
+            a.mov(__dword_ptr[ApicLint0], 0x10700);
+            a.mov(__dword_ptr[ApicSvr], 0x1FF);
+            ReadId(a);
+            a.lea(ecx, __[eax + 24]);
+            a.mov(eax, 1);
+            a.shl(eax, cl);
+            a.mov(__dword_ptr[ApicLdr], eax);
+        }
+
+        /// <summary>EAX = this CPU's APIC ID (clobbers ECX/EDX in x2APIC mode).</summary>
+        public void ReadId(Assembler a)
+        {
+            if (x2Apic)
+            {
+                a.mov(ecx, 0x802);
+                a.rdmsr();
+                return;
+            }
+
+            a.mov(eax, __dword_ptr[ApicId]);
+            a.shr(eax, 24);
+        }
+
+        /// <summary>Sends an IPI: ICR high (destination) then ICR low, or one WRMSR of ICR in x2APIC mode.</summary>
+        public void Icr(Assembler a, uint destination, uint low)
+        {
+            if (x2Apic)
+            {
+                a.mov(ecx, 0x830);
+                a.mov(edx, destination);
+                a.mov(eax, low);
+                a.wrmsr();
+                return;
+            }
+
+            a.mov(__dword_ptr[ApicIcrHigh], destination << 24);
+            a.mov(__dword_ptr[ApicIcrLow], low);
+        }
+
+        /// <summary>A fixed self-IPI: the ICR "self" shorthand, or x2APIC SELF_IPI (SDM 11.12.11).</summary>
+        public void SelfIpi(Assembler a, byte vector)
+        {
+            if (x2Apic)
+            {
+                Wrmsr(a, 0x83F, vector);
+                return;
+            }
+
+            a.mov(__dword_ptr[ApicIcrLow], IcrSelf | vector);
+        }
+
+        public void Eoi(Assembler a)
+        {
+            if (x2Apic)
+            {
+                Wrmsr(a, 0x80B, 0);
+                return;
+            }
+
+            a.mov(__dword_ptr[ApicEoi], 0);
+        }
+
+        private static void Wrmsr(Assembler a, uint msr, uint value)
+        {
+            a.mov(ecx, msr);
+            a.mov(eax, value);
+            a.xor(edx, edx);
+            a.wrmsr();
+        }
     }
 
     /// <summary>Spins (PAUSE) until the dword at <paramref name="variable"/> is at least <paramref name="value"/>.</summary>
@@ -307,11 +386,13 @@ public static class SmpGuests
     {
         private readonly Assembler _a;
         private readonly Layout _layout;
+        private readonly ApicAccess _apic;
 
-        public Handlers(Assembler a, Layout layout)
+        public Handlers(Assembler a, Layout layout, ApicAccess apic)
         {
             _a = a;
             _layout = layout;
+            _apic = apic;
         }
 
         public byte[] Vectors { get; } = [2, 0x40, 0x41, 0x42, 0x43, 0x44, 0x45, 0x46];
@@ -323,6 +404,7 @@ public static class SmpGuests
         public void Emit(GuestAsm c)
         {
             var a = _a;
+            var apic = _apic;
             _layout.Place(Unexpected);
             c.Print("unexpected interrupt or exception\n");
             c.DebugExit(MultibootKernelBuilder.UnexpectedExceptionExit);
@@ -347,14 +429,13 @@ public static class SmpGuests
                         // On an AP, from the BSP: print, then a self-IPI through the ICR shorthand.
                         // 0x41 is in the same priority class as 0x40: it waits for this EOI.
                         PrintApicId(c, "ap ", ": ipi 0x40 from bsp\n");
-                        a.mov(__dword_ptr[ApicIcrLow], IcrSelf | 0x41);
+                        apic.SelfIpi(a, 0x41);
                         break;
                     case 0x41:
                         PrintApicId(c, "ap ", ": self-ipi 0x41\n");
-                        a.mov(eax, __dword_ptr[ApicId]);
-                        a.shr(eax, 24);
+                        apic.ReadId(a);
                         a.mov(__dword_ptr[VarReporter], eax);
-                        Icr(a, 0, 0x42);
+                        apic.Icr(a, 0, 0x42);
                         break;
                     case 0x42:
                         c.Print("bsp: ipi 0x42 from ap ");
@@ -370,14 +451,13 @@ public static class SmpGuests
                         a.@lock.inc(__dword_ptr[VarBroadcastAll]);
                         break;
                     case 0x45:
-                        a.mov(eax, __dword_ptr[ApicId]);
-                        a.shr(eax, 24);
+                        apic.ReadId(a);
                         a.mov(__dword_ptr[VarReporter], eax);
                         a.@lock.inc(__dword_ptr[VarLowestPriority]);
                         break;
                 }
 
-                a.mov(__dword_ptr[ApicEoi], 0);
+                apic.Eoi(a);
                 a.popad();
                 a.iretd();
             }
@@ -386,8 +466,7 @@ public static class SmpGuests
         private void PrintApicId(GuestAsm c, string before, string after)
         {
             c.Print(before);
-            _a.mov(eax, __dword_ptr[ApicId]);
-            _a.shr(eax, 24);
+            _apic.ReadId(_a);
             c.PrintHexEax();
             c.Print(after);
         }

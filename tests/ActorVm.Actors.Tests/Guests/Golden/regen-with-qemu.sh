@@ -12,8 +12,9 @@ root="$(cd "$here/../../../.." && pwd)"
 tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
 ACTORVM_KERNEL_DIR="$tmp" dotnet test "$root/tests/ActorVm.Actors.Tests" --filter "FullyQualifiedName~SmpGuestSpec" >/dev/null || true
-for kernel in "$tmp"/*.elf32; do
-    guest="$(basename "$kernel" .elf32)"
+# smp-x2apic is not run: QEMU 7.2's TCG has no x2APIC (see README.md).
+for guest in smp-ipi; do
+    kernel="$tmp/$guest.elf32"
     set +e
     timeout 120 qemu-system-x86_64 -kernel "$kernel" -smp 4 -cpu max -nographic -serial stdio \
         -device isa-debug-exit,iobase=0xf4,iosize=0x4 -display none -monitor none >"$tmp/$guest.out" 2>/dev/null
