@@ -64,7 +64,7 @@ public sealed class LapicGlueSpec : TestKit
         Assert.True(Write(lapic, Msr.ApicBase, moved).Fault); // x2APIC → xAPIC is #GP (SDM 11.12.5)
     }
 
-    [Fact(DisplayName = "A guest moving its xAPIC page through WRMSR IA32_APIC_BASE: Cpu.ApicBase follows, MMIO at the new page reaches the LAPIC, the old place is RAM again")]
+    [Fact(DisplayName = "A guest moving its xAPIC page through WRMSR IA32_APIC_BASE: Cpu.ApicBase follows, MMIO at the new page reaches the LAPIC, the old place is RAM again, CPUID.1:EDX.APIC follows EN")]
     public void GuestMovesTheApicPage()
     {
         const ulong moved = 0x90000UL | (1 << 11) | (1 << 8); // a RAM page below 1 MiB, reachable from real mode
@@ -78,6 +78,12 @@ public sealed class LapicGlueSpec : TestKit
             a.Wrmsr(Msr.ApicBase, XApicBsp);
             a.mov(eax, __dword_ptr[0x30]); // plain RAM again
             a.@out(0x81, eax);
+            a.Wrmsr(Msr.ApicBase, XApicBsp & ~(1UL << 11)); // hardware-disable: CPUID.1:EDX.APIC clears
+            a.mov(eax, 1);
+            a.cpuid();
+            a.mov(eax, edx);
+            a.and(eax, 1 << 9);
+            a.@out(0x82, eax);
             a.mov(dx, ActorVm.Hardware.Devices.DebugExit.DefaultPort);
             a.@out(dx, eax);
             a.cli();
@@ -89,7 +95,8 @@ public sealed class LapicGlueSpec : TestKit
         var writes = rig.Ports.Writes;
         Assert.Equal(0x00060014u, writes.Single(w => w.Port == 0x80).Value);
         Assert.Equal(0u, writes.Single(w => w.Port == 0x81).Value);
-        Assert.Equal(XApicBsp, rig.Machine.Cpus[0].ApicBase);
+        Assert.Equal(0u, writes.Single(w => w.Port == 0x82).Value);
+        Assert.Equal(XApicBsp & ~(1UL << 11), rig.Machine.Cpus[0].ApicBase);
     }
 
     [Fact(DisplayName = "EOI of a level-triggered vector sends IoApicEoi(vector) to the VM; an edge vector's EOI does not")]
