@@ -99,6 +99,12 @@ public sealed class LapicActor : ReceiveActor
             return;
         }
 
+        if (message.Mode == DeliveryMode.Fixed && message.SourceVcpu >= 0)
+        {
+            _ctx.Counters.Add(ref _ctx.Counters.IpisReceived);
+            _ctx.Options.ApicEvents?.IpiAccepted(_ctx.Id, message);
+        }
+
         var faults = _ctx.Options.Faults;
         if (faults?.KickBeforeRequest == true)
         {
@@ -178,6 +184,12 @@ public sealed class LapicActor : ReceiveActor
                 _ctx.Trace.KvmApicIpi(ipi.IcrLow, ipi.Destination);
             }
 
+            if (ipi.Mode == DeliveryMode.Fixed)
+            {
+                _ctx.Counters.Add(ref _ctx.Counters.IpisSent);
+                _ctx.Options.ApicEvents?.IpiSent(_ctx.Id, ipi);
+            }
+
             // kvm_apic_send_ipi delivers to the sender itself synchronously (the write's own
             // vCPU waits for our reply), so a self-IPI is pending before the guest runs on; the
             // bus carries the message to every other LAPIC.
@@ -232,6 +244,8 @@ public sealed class LapicActor : ReceiveActor
         Shared.MakeRequest(KvmRequest.Unblock);
         if (raised)
         {
+            _ctx.Counters.Add(ref _ctx.Counters.TimerInterrupts);
+            _ctx.Options.ApicEvents?.TimerFired(_ctx.Id);
             Shared.MakeRequest(KvmRequest.Event);
         }
 
