@@ -1,0 +1,76 @@
+using System.Diagnostics;
+using ActorVm.Actors.Vm;
+using ActorVm.Host.Display;
+using Serilog;
+
+namespace ActorVm.Host;
+
+/// <summary>
+/// Watches a running VM from outside the actor system a few times a second: feeds the progress
+/// display and enforces the guest-instruction limit (which the run loop does not know about:
+/// KVM has none either; it is the host's job, like QEMU's -icount budget in tests).
+/// </summary>
+public sealed class RunMonitor(long? maxInstructions, ProgressDisplay? progress) : IDisposable
+{
+    private static readonly TimeSpan Period = TimeSpan.FromMilliseconds(200);
+    private static readonly ILogger Logger = Log.ForContext<RunMonitor>();
+
+    private readonly CancellationTokenSource _stop = new();
+    private readonly Stopwatch _elapsed = new();
+    private Task? _loop;
+
+    /// <summary>Whether the instruction limit stopped the VM.</summary>
+    public bool LimitReached { get; private set; }
+
+    /// <summary>Called by the VM runner once the VM actor exists (<see cref="VmOptions.Started"/>).</summary>
+    public void Attach(VmHandle vm)
+    {
+        if (maxInstructions is null && progress is null)
+        {
+            return;
+        }
+
+        _elapsed.Start();
+        progress?.Start();
+        _loop = Task.Run(async () =>
+        {
+            while (!_stop.IsCancellationRequested)
+            {
+                try
+                {
+                    await Task.Delay(Period, _stop.Token).ConfigureAwait(false);
+                    var stats = await vm.StatisticsAsync(TimeSpan.FromSeconds(1)).ConfigureAwait(false);
+                    progress?.Update(stats, _elapsed.Elapsed);
+                    if (maxInstructions is { } max && stats.Total.InstructionsRetired >= max && !LimitReached)
+                    {
+                        LimitReached = true;
+                        vm.Stop(VmExitKind.Timeout, 0, $"guest-instruction limit {max} reached");
+                    }
+                }
+                catch (OperationCanceledException)
+                {
+                    break;
+                }
+                catch (Exception e) when (e is TimeoutException or Akka.Actor.AskTimeoutException)
+                {
+                    Logger.Debug("statistics not available: {Error}", e.Message);
+                }
+            }
+        });
+    }
+
+    public void Dispose()
+    {
+        _stop.Cancel();
+        try
+        {
+            _loop?.Wait(TimeSpan.FromSeconds(2));
+        }
+        catch (AggregateException)
+        {
+        }
+
+        progress?.Stop();
+        _stop.Dispose();
+    }
+}
