@@ -18,6 +18,7 @@ public sealed class RunMonitor(long? maxInstructions, ProgressDisplay? progress)
     private readonly CancellationTokenSource _stop = new();
     private readonly Stopwatch _elapsed = new();
     private Task? _loop;
+    private bool _disposed;
 
     /// <summary>Whether the instruction limit stopped the VM.</summary>
     public bool LimitReached { get; private set; }
@@ -61,6 +62,12 @@ public sealed class RunMonitor(long? maxInstructions, ProgressDisplay? progress)
 
     public void Dispose()
     {
+        if (_disposed)
+        {
+            return;
+        }
+
+        _disposed = true;
         _stop.Cancel();
         try
         {

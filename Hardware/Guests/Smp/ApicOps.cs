@@ -117,7 +117,7 @@ public sealed class ApicOps(Assembler a, GuestApicMode mode)
     /// <summary>End of interrupt. Clobbers EAX, ECX, EDX.</summary>
     public void EndOfInterrupt() => WriteConst(Eoi, 0);
 
-    private static int Mmio(uint offset) => unchecked((int)(MmioBase + offset));
+    private static ulong Mmio(uint offset) => MmioBase + offset;
 
     private static uint Msr(uint offset) => 0x800 + (offset >> 4);
 }

@@ -40,7 +40,11 @@ public static class IpiStorm
             });
         }
 
-        k.Boot(() => Main(k, n, count));
+        k.Boot(() =>
+        {
+            Main(k, n, count);
+            k.IdleForever(); // IPIs from slower senders may still be on their way
+        });
         k.Code.Print($"ipi-storm: {n} vCPUs, {count} IPIs per pair\n");
         Main(k, n, count);
         k.WaitAtLeast(Finished, (uint)n);

@@ -35,9 +35,7 @@ public sealed class SmpKernel
 
     private const int TrampolineGdtr = 0x40, TrampolineStub32 = 0x50;
 
-    private readonly List<(byte Vector, Label Label, Action<Assembler> Body)> _handlers = [];
-    private Label _unexpected, _apEntry;
-    private Action? _apMain;
+    private readonly List<(byte Vector, Action<Assembler> Body)> _handlers = [];
     private bool _booted;
 
     public SmpKernel(int vcpus, GuestApicMode mode)
@@ -51,8 +49,6 @@ public sealed class SmpKernel
         Kernel = new MultibootKernelBuilder();
         A = Kernel.Code32.A;
         Apic = new ApicOps(A, mode);
-        _unexpected = A.CreateLabel("unexpected");
-        _apEntry = A.CreateLabel("ap_entry");
     }
 
     public int Vcpus { get; }
@@ -77,7 +73,7 @@ public sealed class SmpKernel
             throw new InvalidOperationException("install handlers before Boot");
         }
 
-        _handlers.Add((vector, A.CreateLabel($"vector_{vector:x2}"), body));
+        _handlers.Add((vector, body));
     }
 
     /// <summary>
@@ -88,23 +84,32 @@ public sealed class SmpKernel
     public void Boot(Action apMain)
     {
         _booted = true;
-        _apMain = apMain;
         var a = A;
 
         // Our own flat GDT and CS: the Multiboot loader's GDT is not ours to keep (its selectors
-        // would be what IRET returns to).
+        // would be what IRET returns to). The far return pops the CALL's return address with CS 0x08.
         a.lgdt(__[(uint)MultibootKernelBuilder.GdtrAddress]);
-        var reload = a.CreateLabel();
+        var farReturn = a.CreateLabel();
+        var reloaded = a.CreateLabel();
         a.push(MultibootKernelBuilder.Code32Selector);
-        a.lea(eax, __[reload]);
-        a.push(eax);
+        a.call(farReturn);
+        a.jmp(reloaded);
+        a.Label(ref farReturn);
         a.retf();
-        a.Label(ref reload);
+        a.Label(ref reloaded);
         LoadDataSegments(a);
         a.mov(esp, StacksBase + StackSize);
 
+        // 32-bit code cannot take a label's address as an operand (Iced has no absolute label
+        // operands outside 64-bit mode), so each piece of code reached through a pointer sits
+        // right after a CALL and its address is popped from the stack.
+        EmitAddressOf(() =>
+        {
+            Code.Print("unexpected interrupt or exception\n");
+            Code.DebugExit(UnexpectedInterruptExit);
+        });
+
         // IDT: 256 interrupt gates (type 0xE, DPL 0, present) to the unexpected handler, then the program's.
-        a.lea(eax, __[_unexpected]);
         a.mov(edi, IdtAddress);
         a.mov(ecx, 256);
         var fill = a.CreateLabel();
@@ -113,9 +118,17 @@ public sealed class SmpKernel
         a.add(edi, 8);
         a.dec(ecx);
         a.jnz(fill);
-        foreach (var (vector, label, _) in _handlers)
+        foreach (var (vector, body) in _handlers)
         {
-            a.lea(eax, __[label]);
+            EmitAddressOf(() =>
+            {
+                a.pushad();
+                CpuIndex(ebp);
+                body(a);
+                Apic.EndOfInterrupt();
+                a.popad();
+                a.iretd();
+            });
             a.mov(edi, IdtAddress + (vector * 8u));
             WriteGate(a);
         }
@@ -133,7 +146,24 @@ public sealed class SmpKernel
                 a.mov(__dword_ptr[(int)(TrampolineAddress + i)], BitConverter.ToUInt32(trampoline, i));
             }
 
-            a.lea(eax, __[_apEntry]);
+            EmitAddressOf(() =>
+            {
+                Apic.Enable();
+                Apic.ReadId();
+                a.inc(eax);
+                a.shl(eax, 12);
+                a.add(eax, StacksBase);
+                a.mov(esp, eax);
+                a.lidt(__[(int)IdtrAddress]);
+                a.@lock.inc(__dword_ptr[(int)ApsOnline]);
+                CpuIndex(ebp);
+                apMain();
+                var halt = a.CreateLabel();
+                a.Label(ref halt);
+                a.cli();
+                a.hlt();
+                a.jmp(halt);
+            });
             a.mov(__dword_ptr[(int)ApEntryPointer], eax);
             Apic.SendIpi(0, ApicOps.ShorthandAllButSelf | ApicOps.Assert | ApicOps.Init);
             Apic.SendIpi(0, ApicOps.ShorthandAllButSelf | ApicOps.Assert | ApicOps.StartUp | SipiVector);
@@ -145,6 +175,16 @@ public sealed class SmpKernel
         }
 
         a.xor(ebp, ebp);
+    }
+
+    /// <summary>Emits <paramref name="code"/> out of line (jumped over) and leaves its address in EAX.</summary>
+    private void EmitAddressOf(Action code)
+    {
+        var after = A.CreateLabel();
+        A.call(after);
+        code();
+        A.Label(ref after);
+        A.pop(eax);
     }
 
     /// <summary><paramref name="reg"/> = this CPU's index, from ESP (each CPU's stack is its own 4 KiB slot).</summary>
@@ -214,7 +254,7 @@ public sealed class SmpKernel
         A.Label(ref ok);
     }
 
-    /// <summary>Emits the handlers, the AP entry and the unexpected handler, then builds the image.</summary>
+    /// <summary>Ends the BSP's code with a halt loop and builds the image.</summary>
     public byte[] Build(KernelFormat format = KernelFormat.AoutKludge)
     {
         if (!_booted)
@@ -222,43 +262,8 @@ public sealed class SmpKernel
             throw new InvalidOperationException("call Boot first");
         }
 
-        var a = A;
-
-        // Whatever the BSP's code did last, nothing falls through into what follows.
+        // Whatever the BSP's code did last, nothing runs past it.
         Code.HaltForever();
-
-        foreach (var (_, label, body) in _handlers)
-        {
-            var l = label;
-            a.Label(ref l);
-            a.pushad();
-            CpuIndex(ebp);
-            body(a);
-            Apic.EndOfInterrupt();
-            a.popad();
-            a.iretd();
-        }
-
-        a.Label(ref _apEntry);
-        Apic.Enable();
-        Apic.ReadId();
-        a.inc(eax);
-        a.shl(eax, 12);
-        a.add(eax, StacksBase);
-        a.mov(esp, eax);
-        a.lidt(__[(int)IdtrAddress]);
-        a.@lock.inc(__dword_ptr[(int)ApsOnline]);
-        CpuIndex(ebp);
-        _apMain!();
-        var halt = a.CreateLabel();
-        a.Label(ref halt);
-        a.cli();
-        a.hlt();
-        a.jmp(halt);
-
-        a.Label(ref _unexpected);
-        Code.Print("unexpected interrupt or exception\n");
-        Code.DebugExit(UnexpectedInterruptExit);
         return Kernel.Build(format);
     }
 

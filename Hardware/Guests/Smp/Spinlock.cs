@@ -45,12 +45,10 @@ public static class Spinlock
     private static void Main(SmpKernel k, int iterations)
     {
         var a = k.A;
-        var loop = a.CreateLabel();
         var acquire = a.CreateLabel();
         var spin = a.CreateLabel();
         var got = a.CreateLabel();
         a.mov(esi, iterations);
-        a.Label(ref loop);
         a.Label(ref acquire);
         a.mov(eax, 1);
         a.xchg(__dword_ptr[(int)Lock], eax);
@@ -68,7 +66,7 @@ public static class Spinlock
         a.mov(__dword_ptr[(int)Lock], 0);
         a.@lock.inc(__dword_ptr[(int)Atomic]);
         a.dec(esi);
-        a.jnz(loop);
+        a.jnz(acquire);
         a.@lock.inc(__dword_ptr[(int)Finished]);
     }
 }
