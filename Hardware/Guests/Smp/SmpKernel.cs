@@ -35,7 +35,7 @@ public sealed class SmpKernel
 
     private const int TrampolineGdtr = 0x40, TrampolineStub32 = 0x50;
 
-    private readonly List<(byte Vector, Action<Assembler> Body)> _handlers = [];
+    private readonly List<(byte Vector, Action<Assembler> Body, bool Eoi)> _handlers = [];
     private bool _booted;
 
     public SmpKernel(int vcpus, GuestApicMode mode)
@@ -66,14 +66,15 @@ public sealed class SmpKernel
     /// Installs an interrupt handler (before <see cref="Boot"/>). <paramref name="body"/> runs
     /// with all registers saved and EBP = the CPU index; EOI is sent after it.
     /// </summary>
-    public void Handler(byte vector, Action<Assembler> body)
+    /// <param name="eoi">False for NMIs and exceptions, which the local APIC does not track in ISR.</param>
+    public void Handler(byte vector, Action<Assembler> body, bool eoi = true)
     {
         if (_booted)
         {
             throw new InvalidOperationException("install handlers before Boot");
         }
 
-        _handlers.Add((vector, body));
+        _handlers.Add((vector, body, eoi));
     }
 
     /// <summary>
@@ -118,14 +119,18 @@ public sealed class SmpKernel
         a.add(edi, 8);
         a.dec(ecx);
         a.jnz(fill);
-        foreach (var (vector, body) in _handlers)
+        foreach (var (vector, body, eoi) in _handlers)
         {
             EmitAddressOf(() =>
             {
                 a.pushad();
                 CpuIndex(ebp);
                 body(a);
-                Apic.EndOfInterrupt();
+                if (eoi)
+                {
+                    Apic.EndOfInterrupt();
+                }
+
                 a.popad();
                 a.iretd();
             });
