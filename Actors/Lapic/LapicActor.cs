@@ -30,6 +30,7 @@ public sealed class LapicActor : ReceiveActor
     private bool _hvInUse;
     private long _generation;
     private ulong _armedDeadline = ulong.MaxValue;
+    private long _countedExpiries;
 
     public LapicActor(VcpuContext ctx, IActorRef bus, HostTimer timer)
     {
@@ -244,8 +245,6 @@ public sealed class LapicActor : ReceiveActor
         Shared.MakeRequest(KvmRequest.Unblock);
         if (raised)
         {
-            _ctx.Counters.Add(ref _ctx.Counters.TimerInterrupts);
-            _ctx.Options.ApicEvents?.TimerFired(_ctx.Id);
             Shared.MakeRequest(KvmRequest.Event);
         }
 
@@ -303,5 +302,18 @@ public sealed class LapicActor : ReceiveActor
         ArmTimer();
     }
 
-    private void Publish() => Shared.HighestDeliverable = _apic.HighestPendingDeliverable();
+    private void Publish()
+    {
+        Shared.HighestDeliverable = _apic.HighestPendingDeliverable();
+
+        // Timer expiries happen in Expire and also inside register writes (a TSC deadline already
+        // in the past fires at once); every path publishes, so the statistic is taken here.
+        var expiries = (long)_apic.TimerExpiries;
+        if (expiries != _countedExpiries)
+        {
+            _ctx.Counters.Add(ref _ctx.Counters.TimerInterrupts, expiries - _countedExpiries);
+            _countedExpiries = expiries;
+            _ctx.Options.ApicEvents?.TimerFired(_ctx.Id);
+        }
+    }
 }

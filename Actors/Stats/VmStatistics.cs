@@ -45,7 +45,7 @@ public sealed record VcpuStatistics(
     /// <summary>Fixed-mode interrupts from another (or the same) vCPU that this LAPIC accepted into IRR.</summary>
     public long IpisReceived { get; init; }
 
-    /// <summary>LAPIC timer expiries that raised LVTT into IRR (apic_timer_expired with the vector unmasked).</summary>
+    /// <summary>LAPIC timer expiries (apic_timer_expired), coalesced ones included.</summary>
     public long TimerInterrupts { get; init; }
 
     public static VcpuStatistics Sum(IReadOnlyList<VcpuStatistics> all)
