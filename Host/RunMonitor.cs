@@ -13,7 +13,7 @@ namespace ActorVm.Host;
 public sealed class RunMonitor(long? maxInstructions, ProgressDisplay? progress) : IDisposable
 {
     private static readonly TimeSpan Period = TimeSpan.FromMilliseconds(200);
-    private static readonly ILogger Logger = Log.ForContext<RunMonitor>();
+    private static ILogger Logger => Log.ForContext<RunMonitor>();
 
     private readonly CancellationTokenSource _stop = new();
     private readonly Stopwatch _elapsed = new();

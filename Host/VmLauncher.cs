@@ -28,13 +28,19 @@ public sealed class VmLauncher(HostEnvironment environment, Func<IVmRunner>? run
     /// <summary>Serial bytes kept for judging <c>expect.serial</c>.</summary>
     private const int SerialKeep = 1 << 20;
 
-    private static readonly ILogger Logger = Log.ForContext<VmLauncher>();
+    // Not cached: each run (and each test) configures its own static logger.
+    private static ILogger Logger => Log.ForContext<VmLauncher>();
 
     public int Launch(RunOptions options, Stream serialOutput, TextWriter error, CancellationToken cancellationToken = default)
     {
         Scenario? scenario = null;
         if (options.Scenario is { } path)
         {
+            if (path.StartsWith('-'))
+            {
+                return Invalid(error, $"unknown option '{path}' (see --help)");
+            }
+
             if (options.Kernel is not null || options.Program is not null)
             {
                 return Invalid(error, "give a scenario file or --kernel/--program, not both");
