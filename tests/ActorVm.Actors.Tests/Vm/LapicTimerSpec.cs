@@ -11,13 +11,14 @@ namespace ActorVm.Actors.Tests.Vm;
 public sealed class LapicTimerSpec : TestKit
 {
     private const byte TimerVector = 0xEF;
-    private const uint Delay = 40_000_000; // 20 ms at 2 GHz
+    // Long enough that even a loaded 2-core CI machine halts the vCPU before the deadline.
+    private const uint Delay = 400_000_000; // 200 ms at 2 GHz
 
     public LapicTimerSpec() : base(VmRunner.DispatcherConfig)
     {
     }
 
-    /// <summary>LVTT in TSC-deadline mode, deadline = now + 20 ms, then <paramref name="wait"/>; the handler writes port 0x84 and sets [0x500].</summary>
+    /// <summary>LVTT in TSC-deadline mode, deadline = now + 200 ms, then <paramref name="wait"/>; the handler writes port 0x84 and sets [0x500].</summary>
     private static VmRig Rig(Akka.Actor.ActorSystem sys, VmOptions options, Action<Assembler> wait) =>
         new VmRig(sys, 1, m =>
         {

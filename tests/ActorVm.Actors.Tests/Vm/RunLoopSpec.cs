@@ -114,7 +114,8 @@ public sealed class RunLoopSpec : TestKit
         Assert.Equal(20, result.Statistics.PerVcpu[0].RequestsServiced["TLB_FLUSH"]);
         Assert.True(observer.Entries > 0);
         Assert.Equal(0, observer.Violations);
-        Assert.True(result.Statistics.PerVcpu[0].ExitsByReason["EXTERNAL_INTERRUPT"] >= 20, "every request kicked the running slice out");
+        // Not every kick forces an exit: one that lands while the vCPU is between entries finds
+        // it OUTSIDE_GUEST_MODE, and the request is seen at E1/E7 instead (KVM behaves the same).
         AssertNoWarnings(result.Statistics.PerVcpu[0]);
     }
 
