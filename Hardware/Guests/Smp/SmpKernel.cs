@@ -23,7 +23,7 @@ public sealed class SmpKernel
     public const uint TrampolineAddress = 0x8000;
     public const byte SipiVector = (byte)(TrampolineAddress >> 12);
     public const uint ApEntryPointer = 0x8FF0;
-    public const uint IdtAddress = 0x116000, IdtrAddress = 0x116800, ApsOnline = 0x117000;
+    public const uint IdtAddress = 0x116000, IdtrAddress = 0x116800, ApsOnline = 0x117000, DecimalBuffer = 0x117100;
     public const uint StacksBase = 0x300000, StackSize = 0x1000;
     public const uint DataAddress = 0x400000;
 
@@ -198,6 +198,24 @@ public sealed class SmpKernel
         A.lea(reg, __[esp - 1]);
         A.sub(reg, StacksBase);
         A.shr(reg, 12);
+    }
+
+    /// <summary>Prints EAX as an unsigned decimal number (BSP only: one buffer). Clobbers EAX, ECX, EDX, ESI.</summary>
+    public void PrintDecimalEax()
+    {
+        var digit = A.CreateLabel();
+        A.mov(ecx, 10);
+        A.mov(esi, DecimalBuffer + 15);
+        A.mov(__byte_ptr[esi], 0);
+        A.Label(ref digit);
+        A.xor(edx, edx);
+        A.div(ecx);
+        A.add(dl, (byte)'0');
+        A.dec(esi);
+        A.mov(__byte_ptr[esi], dl);
+        A.test(eax, eax);
+        A.jnz(digit);
+        Code.PrintStringAtEsi();
     }
 
     /// <summary>Halts with interrupts enabled until an interrupt, forever (a CPU that only serves handlers).</summary>

@@ -143,9 +143,9 @@ public static class TimerProgram
             k.ExpectEqual(__dword_ptr[(int)Fired], (uint)count);
         }
 
-        k.Code.Print($"timer: {mode} max lateness 0x");
+        k.Code.Print($"timer: {mode} max lateness ");
         a.mov(eax, __dword_ptr[(int)MaxLate]);
-        k.Code.PrintHexEax();
+        k.PrintDecimalEax();
         k.Code.Print(" us\n");
         k.Verdict("timer");
         return k.Build(c.Format);
