@@ -6,11 +6,10 @@ using Serilog;
 namespace ActorVm.Host;
 
 /// <summary>
-/// Watches a running VM from outside the actor system a few times a second: feeds the progress
-/// display and enforces the guest-instruction limit (which the run loop does not know about:
-/// KVM has none either; it is the host's job, like QEMU's -icount budget in tests).
+/// Watches a running VM from outside the actor system a few times a second and feeds the
+/// progress display (the guest-instruction limit is the run loop's own, VmOptions.MaxInstructions).
 /// </summary>
-public sealed class RunMonitor(long? maxInstructions, ProgressDisplay? progress) : IDisposable
+public sealed class RunMonitor(ProgressDisplay? progress) : IDisposable
 {
     private static readonly TimeSpan Period = TimeSpan.FromMilliseconds(200);
     private static ILogger Logger => Log.ForContext<RunMonitor>();
@@ -20,13 +19,10 @@ public sealed class RunMonitor(long? maxInstructions, ProgressDisplay? progress)
     private Task? _loop;
     private bool _disposed;
 
-    /// <summary>Whether the instruction limit stopped the VM.</summary>
-    public bool LimitReached { get; private set; }
-
     /// <summary>Called by the VM runner once the VM actor exists (<see cref="VmOptions.Started"/>).</summary>
     public void Attach(VmHandle vm)
     {
-        if (maxInstructions is null && progress is null)
+        if (progress is null)
         {
             return;
         }
@@ -41,12 +37,7 @@ public sealed class RunMonitor(long? maxInstructions, ProgressDisplay? progress)
                 {
                     await Task.Delay(Period, _stop.Token).ConfigureAwait(false);
                     var stats = await vm.StatisticsAsync(TimeSpan.FromSeconds(1)).ConfigureAwait(false);
-                    progress?.Update(stats, _elapsed.Elapsed);
-                    if (maxInstructions is { } max && stats.Total.InstructionsRetired >= max && !LimitReached)
-                    {
-                        LimitReached = true;
-                        vm.Stop(VmExitKind.Timeout, 0, $"guest-instruction limit {max} reached");
-                    }
+                    progress.Update(stats, _elapsed.Elapsed);
                 }
                 catch (OperationCanceledException)
                 {

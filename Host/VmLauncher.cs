@@ -130,7 +130,7 @@ public sealed class VmLauncher(HostEnvironment environment, Func<IVmRunner>? run
         var trace = options.TraceJsonFile is null ? null : new ChromeTraceRecorder(settings.Vcpus, settings.Name);
         using var traceLog = options.TraceFile is null ? null : new Serilog.LoggerConfiguration().MinimumLevel.Verbose()
             .WriteTo.File(options.TraceFile, outputTemplate: "{Message:l}{NewLine}").CreateLogger();
-        using var monitor = new RunMonitor(settings.MaxInstructions, interactive ? new ProgressDisplay(console, settings.Name, settings.TimeoutSeconds) : null);
+        using var monitor = new RunMonitor(interactive ? new ProgressDisplay(console, settings.Name, settings.TimeoutSeconds) : null);
         var vmOptions = new VmOptions
         {
             Vcpus = settings.Vcpus,
@@ -143,6 +143,7 @@ public sealed class VmLauncher(HostEnvironment environment, Func<IVmRunner>? run
             TraceLogger = traceLog,
             Timeout = settings.TimeoutSeconds is { } t ? TimeSpan.FromSeconds(t) : TimeSpan.FromDays(1),
             StopWhenAllHalted = true,
+            MaxInstructions = settings.MaxInstructions,
             Observer = trace,
             ApicEvents = trace,
             Started = monitor.Attach,
@@ -195,7 +196,7 @@ public sealed class VmLauncher(HostEnvironment environment, Func<IVmRunner>? run
     {
         VmExitKind.Cancelled => ExitCodes.Cancelled,
         VmExitKind.TripleFault => ExitCodes.TripleFault,
-        VmExitKind.Timeout => ExitCodes.Timeout,
+        VmExitKind.Timeout or VmExitKind.InstructionLimit => ExitCodes.Timeout,
         VmExitKind.Error => ExitCodes.InternalError,
         _ when verdict.Any(v => !v.Met) => ExitCodes.ExpectationFailed,
         _ => guestStatus ?? ExitCodes.Clean,

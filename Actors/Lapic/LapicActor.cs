@@ -31,6 +31,7 @@ public sealed class LapicActor : ReceiveActor
     private long _generation;
     private ulong _armedDeadline = ulong.MaxValue;
     private long _countedExpiries;
+    private long _tprEpoch;
 
     public LapicActor(VcpuContext ctx, IActorRef bus, HostTimer timer)
     {
@@ -41,14 +42,27 @@ public sealed class LapicActor : ReceiveActor
         _apic = new LocalApic(ctx.Id, new ApicConfig(ctx.Cpu.Clock.Frequency, model.TscDeadline, model.X2Apic, model.PhysicalAddressBits));
         _hvBackend = ctx.Options.EffectiveTimer == TimerBackend.Hv;
         _hvInUse = _hvBackend;
+        ctx.Apic = _apic; // TPR 0 at epoch 0 is what VcpuShared starts with
 
         Receive<AcceptInterrupt>(m => Accept(m.Message, m.MatchDestination));
         Receive<AcknowledgeInterrupt>(_ => Acknowledge());
-        Receive<ReadMmio>(m => Sender.Tell(new RegisterAccessed(_apic.ReadMmio(m.Offset, Now), Fault: false)));
+        Receive<ReadMmio>(m =>
+        {
+            // A reserved register latches "illegal register address" in ESR, which may raise the
+            // LVT error interrupt: that needs EVENT and a kick like any other acceptance.
+            var value = _apic.ReadMmio(m.Offset, Now, out var eventNeeded);
+            if (eventNeeded)
+            {
+                RaiseEvent();
+            }
+
+            Sender.Tell(new RegisterAccessed(value, Fault: false));
+        });
         Receive<WriteMmio>(m =>
         {
             var eoiVector = m.Offset == ApicReg.Eoi ? _apic.HighestIsr() : -1;
-            Apply(_apic.WriteMmio(m.Offset, (uint)m.Value, Now), eoiVector);
+            var tpr = _apic.Tpr;
+            Apply(_apic.WriteMmio(m.Offset, (uint)m.Value, Now), eoiVector, tpr);
             Sender.Tell(new RegisterAccessed(0, Fault: false));
         });
         Receive<ReadMsr>(m =>
@@ -57,6 +71,7 @@ public sealed class LapicActor : ReceiveActor
             Sender.Tell(new RegisterAccessed(value, !ok));
         });
         Receive<WriteMsr>(WriteMsr);
+        Receive<SetCr8>(SetCr8);
         Receive<HvTimerExpired>(m =>
         {
             // kvm_lapic_expired_hv_timer: ignore if the hv timer is no longer in use or was re-armed.
@@ -127,6 +142,8 @@ public sealed class LapicActor : ReceiveActor
                 {
                     Shared.PostInit();
                     _apic.InitReset();
+                    PublishTpr();
+                    ArmTimer(); // the reset stopped the timer: cancel what the old deadline armed
                     Publish();
                 }
 
@@ -163,21 +180,53 @@ public sealed class LapicActor : ReceiveActor
     private void WriteMsr(WriteMsr m)
     {
         var eoiVector = m.Index == ApicReg.ToMsr(ApicReg.Eoi) ? _apic.HighestIsr() : -1;
+        var tpr = _apic.Tpr;
         var ok = _apic.TryWriteMsr(m.Index, m.Value, Now, out var effects);
         if (ok)
         {
-            Apply(effects, eoiVector);
+            Apply(effects, eoiVector, tpr);
         }
 
         if (m.Reply)
         {
-            Sender.Tell(new RegisterAccessed(0, !ok));
+            // An IA32_APIC_BASE write answers with the register as the LAPIC now has it: the run
+            // loop copies it into Cpu.ApicBase, which decodes the xAPIC page and CPUID.1:EDX.APIC.
+            Sender.Tell(new RegisterAccessed(m.Index == Msr.ApicBase ? _apic.ApicBase : 0, !ok));
+        }
+    }
+
+    /// <summary>
+    /// kvm_set_cr8 → kvm_lapic_set_tpr: the guest's CR8 from an entry whose epoch is still
+    /// current. A PPR drop that makes an IRQ deliverable needs EVENT (apic_update_ppr) and a kick
+    /// (the vCPU may be halted waiting for exactly this).
+    /// </summary>
+    private void SetCr8(SetCr8 m)
+    {
+        if (m.Epoch != _tprEpoch)
+        {
+            return;
+        }
+
+        if (_apic.SetCr8(m.Cr8))
+        {
+            RaiseEvent();
+        }
+        else
+        {
+            Publish();
         }
     }
 
     /// <summary>Carries out a register write's effects (kvm_lapic_reg_write's callers).</summary>
-    private void Apply(ApicWriteEffects effects, int eoiVector)
+    private void Apply(ApicWriteEffects effects, int eoiVector, byte tprBefore)
     {
+        if (effects.ApicBaseChanged || _apic.Tpr != tprBefore)
+        {
+            // TPR changed on the LAPIC's side (a TPR write, or disabling the APIC reset it):
+            // CR8 must show it from the next entry on.
+            PublishTpr();
+        }
+
         if (effects.Ipi is { } ipi)
         {
             if (_ctx.Trace.ApicIpi)
@@ -194,11 +243,13 @@ public sealed class LapicActor : ReceiveActor
             // kvm_apic_send_ipi delivers to the sender itself synchronously (the write's own
             // vCPU waits for our reply), so a self-IPI is pending before the guest runs on; the
             // bus carries the message to every other LAPIC.
+            // Lowest priority without shorthand is arbitrated by the bus among all matching
+            // APICs, this one included: accepting it here as well would deliver it twice.
             var self = ipi.Shorthand switch
             {
                 Shorthand.Self or Shorthand.AllIncludingSelf => true,
                 Shorthand.AllExcludingSelf => false,
-                _ => _apic.MatchesDestination(ipi),
+                _ => ipi.Mode != DeliveryMode.LowestPriority && _apic.MatchesDestination(ipi),
             };
             if (self)
             {
@@ -216,6 +267,13 @@ public sealed class LapicActor : ReceiveActor
             _ctx.Trace.KvmEoi(_apic.ApicId, eoiVector);
         }
 
+        if (effects.LevelEoiVector is { } levelVector)
+        {
+            // kvm_ioapic_update_eoi: the IOAPIC (a VM-level device) clears remote IRR for the
+            // vector and re-delivers a line that is still asserted.
+            _bus.Tell(new VmProtocol.IoApicEoi(levelVector));
+        }
+
         if (effects.TimerChanged)
         {
             ArmTimer();
@@ -223,15 +281,24 @@ public sealed class LapicActor : ReceiveActor
 
         if (effects.EventNeeded)
         {
-            Publish();
-            Shared.MakeRequest(KvmRequest.Event);
-            Shared.Kick();
+            RaiseEvent();
         }
         else
         {
             Publish();
         }
     }
+
+    /// <summary>Publish, KVM_REQ_EVENT, kick: the state changed so that the run loop must look at it again.</summary>
+    private void RaiseEvent()
+    {
+        Publish();
+        Shared.MakeRequest(KvmRequest.Event);
+        Shared.Kick();
+    }
+
+    /// <summary>A new TPR epoch: the vCPU loads CR8 from it at its next entry; older guest CR8 writes are dropped.</summary>
+    private void PublishTpr() => Shared.PublishTpr(++_tprEpoch, _apic.Cr8);
 
     /// <summary>apic_timer_expired + kvm_inject_apic_timer_irqs, collapsed: the model raises LVTT into IRR.</summary>
     private void Expire()

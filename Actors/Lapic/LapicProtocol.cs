@@ -32,7 +32,14 @@ public static class LapicProtocol
     /// <summary>WRMSR of an x2APIC register, TSC_DEADLINE or IA32_APIC_BASE; replied with <see cref="RegisterAccessed"/> unless <paramref name="Reply"/> is false.</summary>
     public sealed record WriteMsr(uint Index, ulong Value, bool Reply = true) : ICommand;
 
-    /// <summary>Reply to a register access: the value read, or Fault (#GP).</summary>
+    /// <summary>
+    /// The guest changed CR8 during an entry (sync_cr8_to_lapic): TPR = CR8 &lt;&lt; 4. Dropped if
+    /// <paramref name="Epoch"/> is older than the LAPIC's TPR epoch (INIT or a TPR register write
+    /// happened since the entry loaded CR8; see <see cref="Vcpu.VcpuShared.Tpr"/>).
+    /// </summary>
+    public sealed record SetCr8(ulong Cr8, long Epoch) : ICommand;
+
+    /// <summary>Reply to a register access: the value read, or Fault (#GP). For an IA32_APIC_BASE write, the new IA32_APIC_BASE.</summary>
     public sealed record RegisterAccessed(ulong Value, bool Fault) : IEvent;
 
     /// <summary>kvm_lapic_expired_hv_timer: the preemption timer reached the published deadline.</summary>

@@ -94,8 +94,7 @@ public sealed partial class RunLoopActor
                 Resume(reply.Fault ? FailMsr() : Then(MsrExit.CompleteRead(Cpu, reply.Value))));
         }
 
-        var value = exit.Value;
-        return AskLapic(new LapicProtocol.WriteMsr(index, value), reply =>
+        return AskLapic(new LapicProtocol.WriteMsr(index, exit.Value), reply =>
         {
             if (reply.Fault)
             {
@@ -103,10 +102,13 @@ public sealed partial class RunLoopActor
                 return;
             }
 
-            if (index == Hardware.X86.Msr.ApicBase)
+            if (index == Hardware.X86.Msr.ApicBase && Cpu.ApicBase != reply.Value)
             {
-                // The Cpu decodes the xAPIC page from its own copy of IA32_APIC_BASE.
-                Cpu.ApicBase = value;
+                // kvm_lapic_set_base: the Cpu decodes the xAPIC page (Cpu.IsApicPage) and
+                // CPUID.1:EDX.APIC from its own copy of IA32_APIC_BASE. The page moved or
+                // appeared/disappeared, so cached translations that bypass it are stale.
+                Cpu.ApicBase = reply.Value;
+                Cpu.FlushTlb();
             }
 
             Resume(Then(MsrExit.CompleteWrite(Cpu)));

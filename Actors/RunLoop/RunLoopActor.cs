@@ -214,6 +214,16 @@ public sealed partial class RunLoopActor : ReceiveActor
             }
         }
 
+        // The host's instruction limit (the synchronous Runner's RunLimits.MaxInstructions):
+        // checked where KVM would notice a pending signal, before anything is injected.
+        if (_ctx.RemainingInstructions == 0)
+        {
+            _phase = Phase.Stopped;
+            _vm.Tell(new VmProtocol.StopVm(VmExitKind.InstructionLimit, 124,
+                $"instruction limit of {_ctx.Options.MaxInstructions} reached at rip 0x{Cpu.Rip:x} (vCPU {_ctx.Id})"));
+            return 0;
+        }
+
         // E2: events.
         _entryInjection = null;
         _forceImmediateExit = false;

@@ -137,7 +137,11 @@ public sealed class VcpuActor : ReceiveActor
         }
 
         _ctx.Options.Observer?.Entry(_ctx.Id, _requestsAtCheck, _modeAtCheck, force, _reentry);
-        var exit = cpu.Run(new VmEntry(deadline, _injection, _irqWindow, _nmiWindow, _ctx.Options.SliceInstructions));
+        var budget = Math.Min(_ctx.Options.SliceInstructions, _ctx.RemainingInstructions);
+        var tpr = Shared.Tpr;
+        cpu.Cr8 = VcpuShared.Cr8Of(tpr);
+        var exit = cpu.Run(new VmEntry(deadline, _injection, _irqWindow, _nmiWindow, budget));
+        SyncCr8ToLapic(tpr);
         _injection = null;
         counters.Add(ref counters.InstructionsRetired, exit.InstructionsRetired);
         counters.CountExit(exit.Reason);
@@ -180,6 +184,22 @@ public sealed class VcpuActor : ReceiveActor
         }
 
         LeaveGuest(exit, fp, force);
+    }
+
+    /// <summary>
+    /// sync_cr8_to_lapic (SVM without the CR8-write intercept): MOV CR8 changes the guest's TPR
+    /// shadow without an exit; after the exit a changed value goes to the LAPIC, whose PPR then
+    /// follows (kvm_set_cr8 → kvm_lapic_set_tpr, which makes EVENT if an IRQ became deliverable).
+    /// Published first, so the next entry loads it even before the LAPIC has the message. The
+    /// load half (sync_lapic_to_cr8) is the <c>cpu.Cr8 = ...</c> before every entry.
+    /// </summary>
+    private void SyncCr8ToLapic(long loaded)
+    {
+        var cr8 = _ctx.Cpu.Cr8;
+        if (cr8 != VcpuShared.Cr8Of(loaded) && Shared.TryStoreGuestCr8(loaded, cr8))
+        {
+            _lapic.Tell(new LapicProtocol.SetCr8(cr8, VcpuShared.EpochOf(loaded)));
+        }
     }
 
     /// <summary>E11: OUTSIDE_GUEST_MODE, then the run loop handles the exit (E12).</summary>

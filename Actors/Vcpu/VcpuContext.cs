@@ -19,7 +19,10 @@ public sealed class VcpuContext
         Shared = new VcpuShared(id, Cpu.ModeWord);
         Options = options;
         Trace = trace;
+        _retiredAtStart = RetiredByAllVcpus();
     }
+
+    private readonly long _retiredAtStart;
 
     public int Id => Cpu.Id;
 
@@ -34,4 +37,30 @@ public sealed class VcpuContext
     public Tracepoints Trace { get; }
 
     public VcpuCounters Counters { get; } = new();
+
+    /// <summary>
+    /// This vCPU's LAPIC, set by its LapicActor. Only that actor changes it; the APIC bus reads it
+    /// for lowest-priority arbitration without a lock, as KVM's delivery path reads the RCU apic
+    /// map and the candidates' priorities (a stale read only picks another valid target).
+    /// </summary>
+    public Hardware.Apic.LocalApic? Apic { get; internal set; }
+
+    /// <summary>
+    /// Guest instructions the VM may still retire under <see cref="VmOptions.MaxInstructions"/>
+    /// (all vCPUs together), or long.MaxValue without a limit. Reads the other vCPUs' counters
+    /// without synchronisation: with several vCPUs the VM may overshoot by up to one slice each.
+    /// </summary>
+    public long RemainingInstructions =>
+        Options.MaxInstructions is { } max ? Math.Max(0, max - (RetiredByAllVcpus() - _retiredAtStart)) : long.MaxValue;
+
+    private long RetiredByAllVcpus()
+    {
+        long sum = 0;
+        foreach (var cpu in Machine.Cpus)
+        {
+            sum += cpu.InstructionsRetired;
+        }
+
+        return sum;
+    }
 }

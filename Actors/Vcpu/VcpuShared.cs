@@ -31,6 +31,7 @@ public sealed class VcpuShared
     private int _signalPending;
     private int _timerArmed;
     private long _wakeups;
+    private long _tpr;
 
     public VcpuShared(int id, ModeWord mode)
     {
@@ -192,6 +193,31 @@ public sealed class VcpuShared
         get => Volatile.Read(ref _highestIrr);
         set => Volatile.Write(ref _highestIrr, value);
     }
+
+    /// <summary>
+    /// The TPR class the guest sees in CR8 (SVM's V_TPR, VMX's virtual-APIC TPR), packed with an
+    /// epoch: bits 3:0 hold CR8, bits 63:8 the LAPIC's TPR epoch. The LAPIC publishes a new epoch
+    /// whenever it changes TPR itself (a TPR register write, INIT, disabling the APIC); the vCPU
+    /// loads CR8 from here at every entry (sync_lapic_to_cr8) and, when the guest changed CR8,
+    /// stores its value under the same epoch (sync_cr8_to_lapic) before telling the LAPIC.
+    /// </summary>
+    public long Tpr => Volatile.Read(ref _tpr);
+
+    /// <summary>CR8 as published (bits 3:0 of <see cref="Tpr"/>).</summary>
+    public static ulong Cr8Of(long tpr) => (ulong)tpr & 0xF;
+
+    /// <summary>The LAPIC epoch of a published <see cref="Tpr"/>.</summary>
+    public static long EpochOf(long tpr) => tpr >> 8;
+
+    /// <summary>LAPIC owner: TPR changed on the LAPIC's side; a guest CR8 write from an older epoch loses.</summary>
+    public void PublishTpr(long epoch, ulong cr8) => Volatile.Write(ref _tpr, (epoch << 8) | (long)(cr8 & 0xF));
+
+    /// <summary>
+    /// vCPU: the guest wrote CR8 during an entry that loaded <paramref name="loaded"/>. Succeeds
+    /// (and the vCPU then tells the LAPIC) unless the LAPIC published a newer TPR meanwhile.
+    /// </summary>
+    public bool TryStoreGuestCr8(long loaded, ulong cr8) =>
+        Interlocked.CompareExchange(ref _tpr, (loaded & ~0xFL) | (long)(cr8 & 0xF), loaded) == loaded;
 
     /// <summary>nmi_queued (atomic_inc by the sender, drained by process_nmi).</summary>
     public void QueueNmi() => Interlocked.Increment(ref _nmiQueued);

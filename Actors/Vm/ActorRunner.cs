@@ -20,6 +20,7 @@ public sealed class ActorRunner(VmOptions? template = null) : IVmRunner
         {
             Vcpus = machine.Cpus.Count,
             Timeout = limits.WallTime ?? (template?.Timeout ?? TimeSpan.FromDays(1)),
+            MaxInstructions = limits.MaxInstructions ?? template?.MaxInstructions,
             StopWhenAllHalted = true,
         };
         var result = VmRunner.RunAsync(machine, options, cancellationToken).GetAwaiter().GetResult();
@@ -31,6 +32,7 @@ public sealed class ActorRunner(VmOptions? template = null) : IVmRunner
             VmExitKind.Shutdown => RunOutcome.DebugExit,
             VmExitKind.TripleFault => RunOutcome.TripleFault,
             VmExitKind.Timeout => RunOutcome.TimeLimit,
+            VmExitKind.InstructionLimit => RunOutcome.InstructionLimit,
             VmExitKind.Cancelled => RunOutcome.Cancelled,
             _ => RunOutcome.UnhandledExit,
         };

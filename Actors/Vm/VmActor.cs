@@ -71,6 +71,7 @@ public sealed class VmActor : ReceiveActor, IWithTimers
             }
         });
         Receive<SendIpi>(m => Route(m.Message, m.SourceAccepted ? m.Message.SourceVcpu : -1));
+        Receive<IoApicEoi>(_ => { }); // IOAPIC wiring (IoApic.EndOfInterrupt): branch pc
         Receive<VcpuShutdown>(m => Finish(m.Kind, m.Kind == VmExitKind.TripleFault ? 1 : 0, m.Detail));
         Receive<VcpuFailed>(m => Finish(VmExitKind.Error, 1, m.Detail));
         Receive<StopVm>(m => Finish(m.Kind, m.ExitCode, m.Detail));
@@ -129,6 +130,12 @@ public sealed class VmActor : ReceiveActor, IWithTimers
     private void Route(InterruptMessage m, int skip)
     {
         _skip = skip;
+        if (m.Mode == DeliveryMode.LowestPriority && m.Shorthand is Shorthand.None or Shorthand.AllExcludingSelf)
+        {
+            Deliver(ApicBus.LowestPriorityTarget(_vcpus, m), m, match: false);
+            return;
+        }
+
         switch (m.Shorthand)
         {
             case Shorthand.Self:

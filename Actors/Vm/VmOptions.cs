@@ -75,6 +75,12 @@ public sealed record VmOptions
 
     public TimeSpan Timeout { get; init; } = TimeSpan.FromSeconds(30);
 
+    /// <summary>
+    /// End the VM (kind <see cref="VmExitKind.InstructionLimit"/>) once the vCPUs together retired
+    /// this many guest instructions; null = no limit. Slices are shortened to the remaining budget.
+    /// </summary>
+    public long? MaxInstructions { get; init; }
+
     /// <summary>A clock for virtual time in tests; default host monotonic time at <see cref="TscHz"/>.</summary>
     public Hardware.X86.ITscClock? Clock { get; init; }
 

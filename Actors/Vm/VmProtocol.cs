@@ -33,6 +33,12 @@ public static class VmProtocol
     /// </summary>
     public sealed record SendIpi(InterruptMessage Message, bool SourceAccepted = false) : ICommand;
 
+    /// <summary>
+    /// The EOI of a level-triggered vector (kvm_ioapic_update_eoi): the IOAPIC clears remote IRR of
+    /// the entries with that vector and re-delivers a line that is still asserted.
+    /// </summary>
+    public sealed record IoApicEoi(byte Vector) : ICommand;
+
     /// <summary>A vCPU shut the VM down (triple fault → KVM_EXIT_SHUTDOWN).</summary>
     public sealed record VcpuShutdown(int Vcpu, VmExitKind Kind, string Detail) : IEvent;
 

@@ -13,6 +13,8 @@ public enum VmExitKind
     Error,
     Timeout,
     Cancelled,
+    /// <summary><see cref="VmOptions.MaxInstructions"/> guest instructions retired.</summary>
+    InstructionLimit,
 }
 
 /// <summary>The outcome of <see cref="VmRunner.RunAsync"/>.</summary>

@@ -58,7 +58,7 @@ public sealed class ExitStatusTests : IDisposable
         Assert.Contains("Timeout after", wall.Stderr, StringComparison.Ordinal);
         var instructions = HostRun.Run(["run", "--kernel", k, "--max-instructions", "1000000", "--timeout", "10"]);
         Assert.Equal(ExitCodes.Timeout, instructions.Code);
-        Assert.Contains("guest-instruction limit 1000000 reached", instructions.Stderr, StringComparison.Ordinal);
+        Assert.Contains("instruction limit of 1000000 reached", instructions.Stderr, StringComparison.Ordinal);
     }
 
     [Fact]

@@ -49,4 +49,28 @@ public sealed class ActorRunnerSpec
         Assert.Equal(RunOutcome.HaltedForever, result.Outcome);
         Assert.True(result.Elapsed < TimeSpan.FromSeconds(2));
     }
+
+    [Theory(DisplayName = "ActorRunner honours RunLimits.MaxInstructions: a spinning guest stops as InstructionLimit after that many instructions (one block of slack)")]
+    [InlineData(1)]
+    [InlineData(2)]
+    public void InstructionLimit(int vcpus)
+    {
+        const long limit = 300_000;
+        using var machine = Machine.CreatePc(new MachineConfig(vcpus, 4));
+        TestGuest.LoadReal(machine, 0, a =>
+        {
+            var l = a.CreateLabel();
+            a.Label(ref l);
+            a.inc(Iced.Intel.AssemblerRegisters.ax);
+            a.jmp(l);
+        });
+
+        var runner = new ActorRunner(new VmOptions { SliceInstructions = 7_000 });
+        var result = runner.Run(machine, new RunLimits(MaxInstructions: limit, WallTime: TimeSpan.FromSeconds(4)));
+
+        Assert.Equal(RunOutcome.InstructionLimit, result.Outcome);
+        Assert.InRange(result.InstructionsRetired, limit, limit + 2);
+        Assert.Equal(VmExitKind.InstructionLimit, runner.LastResult!.Kind);
+        Assert.Contains("instruction limit of 300000 reached", result.Detail);
+    }
 }
