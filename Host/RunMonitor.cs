@@ -22,13 +22,13 @@ public sealed class RunMonitor(ProgressDisplay? progress) : IDisposable
     /// <summary>Called by the VM runner once the VM actor exists (<see cref="VmOptions.Started"/>).</summary>
     public void Attach(VmHandle vm)
     {
-        if (progress is null)
+        if (progress is not { } display)
         {
             return;
         }
 
         _elapsed.Start();
-        progress?.Start();
+        display.Start();
         _loop = Task.Run(async () =>
         {
             while (!_stop.IsCancellationRequested)
@@ -37,7 +37,7 @@ public sealed class RunMonitor(ProgressDisplay? progress) : IDisposable
                 {
                     await Task.Delay(Period, _stop.Token).ConfigureAwait(false);
                     var stats = await vm.StatisticsAsync(TimeSpan.FromSeconds(1)).ConfigureAwait(false);
-                    progress.Update(stats, _elapsed.Elapsed);
+                    display.Update(stats, _elapsed.Elapsed);
                 }
                 catch (OperationCanceledException)
                 {
