@@ -39,10 +39,14 @@ public sealed class ProgressDisplay(IAnsiConsole console, string name, double? t
         var now = DateTime.UtcNow;
         var dt = _previous is null ? elapsed.TotalSeconds : (now - _previousAt).TotalSeconds;
         var c = CultureInfo.InvariantCulture;
-        var table = new Table().Border(TableBorder.Rounded).Title(string.Create(c,
-            $"{name} — elapsed {elapsed.TotalSeconds:0.0} s{(timeoutSeconds is { } t ? $", remaining {Math.Max(0, t - elapsed.TotalSeconds):0.0} s" : "")}"));
+        var header = new Markup(Markup.Escape(string.Create(c,
+            $"{name} — elapsed {elapsed.TotalSeconds:0.0} s{(timeoutSeconds is { } t ? $", remaining {Math.Max(0, t - elapsed.TotalSeconds):0.0} s" : "")}, {stats.Total.InstructionsRetired:N0} instructions")));
+        var table = new Table().Border(TableBorder.Rounded);
         table.AddColumns("vCPU", "state", "instructions", "exits/s");
-        foreach (var v in stats.PerVcpu.Take(SummaryRenderer.MaxRows))
+
+        // Fit the terminal: a live display taller than the screen loses its top lines.
+        var rows = Math.Max(1, Math.Min(SummaryRenderer.MaxRows, console.Profile.Height - 8));
+        foreach (var v in stats.PerVcpu.Take(rows))
         {
             var before = _previous?.PerVcpu[v.Vcpu];
             var exits = v.ExitsByReason.Values.Sum() - (before?.ExitsByReason.Values.Sum() ?? 0);
@@ -51,9 +55,14 @@ public sealed class ProgressDisplay(IAnsiConsole console, string name, double? t
                 (dt > 0 ? exits / dt : 0).ToString("N0", c));
         }
 
+        if (stats.PerVcpu.Count > rows)
+        {
+            table.AddRow($"… {stats.PerVcpu.Count - rows} more", "", "", "");
+        }
+
         _previous = stats;
         _previousAt = now;
-        _context.UpdateTarget(table);
+        _context.UpdateTarget(new Rows(header, table));
     }
 
     public void Stop()
