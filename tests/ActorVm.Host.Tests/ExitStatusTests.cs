@@ -36,6 +36,8 @@ public sealed class ExitStatusTests : IDisposable
         Assert.Equal("ipi-ring: 2 vCPUs, 3 rounds\nipi-ring: PASS\n", HostRun.Ascii(serial));
         Assert.Empty(stdout);
         Assert.Contains("verdict: PASS (2/2 expectations met)", stderr, StringComparison.Ordinal);
+        Assert.DoesNotContain("\u001b[", stderr, StringComparison.Ordinal); // not a terminal: no colours, no live display
+        Assert.DoesNotContain("elapsed", stderr, StringComparison.Ordinal);
     }
 
     [Fact]
