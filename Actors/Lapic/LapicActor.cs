@@ -84,6 +84,7 @@ public sealed class LapicActor : ReceiveActor
     /// <summary>__apic_accept_irq: state, then publish, then request, then kick.</summary>
     private void Accept(InterruptMessage message, bool matchDestination)
     {
+        _ctx.Options.Faults?.MaybeFail(Stress.FailingActor.Lapic, _ctx.Id);
         if (matchDestination && !_apic.MatchesDestination(message))
         {
             return;
