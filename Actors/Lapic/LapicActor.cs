@@ -104,6 +104,7 @@ public sealed class LapicActor : ReceiveActor
         if (faults?.KickBeforeRequest == true)
         {
             Shared.Kick(); // negative control: breaks "request, then kick"
+            faults.Delay(); // ...and widens the window in which the woken vCPU finds nothing to do
         }
 
         switch (message.Mode)

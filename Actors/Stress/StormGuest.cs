@@ -284,22 +284,20 @@ public static class StormGuest
         DoneForever(a);
 
         // Responder: halt until a ping is unanswered, answer it.
-        var rwait = a.CreateLabel();
         var rgot = a.CreateLabel();
         a.Label(ref responder);
-        a.Label(ref rwait);
         a.cli();
         a.mov(eax, __dword_ptr.fs[Sent]);
         a.cmp(__dword_ptr.fs[Received], eax);
         a.ja(rgot);
         a.sti();
         a.hlt();
-        a.jmp(rwait);
+        a.jmp(responder);
         a.Label(ref rgot);
         a.sti();
         a.inc(__dword_ptr.fs[Sent]);
         SendTo(a, PingVector);
-        a.jmp(rwait);
+        a.jmp(responder);
 
         a.Label(ref alone);
         DoneForever(a);

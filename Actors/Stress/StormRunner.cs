@@ -47,11 +47,24 @@ public static class StormRunner
             },
         };
 
-        var clock = Stopwatch.StartNew();
         var run = VmRunner.RunAsync(machine, options, cancellationToken);
 
+        // Start-up (actor system, JIT, INIT/SIPI of every AP) is not storm time: the clock starts
+        // when every vCPU has passed the guests' barrier.
+        var startBound = Stopwatch.StartNew();
+        var startLimit = settings.StartBound ?? TimeSpan.FromSeconds(10 + (settings.Vcpus / 50.0));
+        while (!run.IsCompleted && startBound.Elapsed < startLimit && !(settings.StopOnViolation && checker.ViolationCount > 0)
+            && machine.Memory.Read32(StormLayout.Globals + StormLayout.Started) < settings.Vcpus)
+        {
+            await Task.WhenAny(run, Task.Delay(10, CancellationToken.None)).ConfigureAwait(false);
+        }
+
+        var started = machine.Memory.Read32(StormLayout.Globals + StormLayout.Started) >= settings.Vcpus;
+        var eventsAtStart = checker.Events;
+        var clock = Stopwatch.StartNew();
+
         // The storm.
-        while (clock.Elapsed < settings.Duration && !run.IsCompleted
+        while (started && clock.Elapsed < settings.Duration && !run.IsCompleted
             && !(settings.StopOnViolation && checker.ViolationCount > 0))
         {
             await Task.WhenAny(run, Task.Delay(100, CancellationToken.None)).ConfigureAwait(false);
@@ -74,8 +87,8 @@ public static class StormRunner
 
         var seconds = clock.Elapsed.TotalSeconds;
         checker.Stop();
-        var events = checker.Events;
-        progress?.Invoke(events);
+        var events = checker.Events - eventsAtStart;
+        progress?.Invoke(checker.Events);
         control?.Shutdown(0, "storm over");
         var result = await run.ConfigureAwait(false);
         var ledger = StormLedger.Read(machine, settings.Kind, settings.Vcpus);
@@ -94,7 +107,7 @@ public static class StormRunner
             ledger.Duplicates,
             checker.ViolationCount,
             checker.Violations,
-            ledger.Errors,
+            started ? ledger.Errors : [$"only {machine.Memory.Read32(StormLayout.Globals + StormLayout.Started)} of {settings.Vcpus} vCPUs started within {startLimit.TotalSeconds:F0} s", .. ledger.Errors],
             drained,
             $"{result.Kind}: {result.Detail}",
             expected,

@@ -24,6 +24,9 @@ public sealed record StormSettings(StormKind Kind, int Vcpus, TimeSpan Duration,
     /// <summary>How long a pending request or wake condition may go unanswered before the checker calls it lost.</summary>
     public TimeSpan StallBound { get; init; } = TimeSpan.FromMilliseconds(500);
 
+    /// <summary>How long every vCPU may take to reach the storm's barrier (default 10 s + 20 ms per vCPU).</summary>
+    public TimeSpan? StartBound { get; init; }
+
     /// <summary>How long the guests get, after the stop flag, to finish what is in flight.</summary>
     public TimeSpan DrainBound { get; init; } = TimeSpan.FromSeconds(3);
 
