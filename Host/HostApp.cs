@@ -149,7 +149,7 @@ public static class HostApp
 
         return new RootCommand("ActorVm: a multi-vCPU x86 virtual machine emulator")
         {
-            run, programs, guest,
+            run, programs, guest, Commands.StressCommand.Create(text, error, cancellationToken),
         };
     }
 }
