@@ -304,6 +304,21 @@ public sealed class InvariantChecker : IRunLoopObserver, IDisposable
         return null;
     }
 
+    /// <summary>A vCPU's shared state and last events, for the report of a storm that did not drain.</summary>
+    public string Describe(int vcpu)
+    {
+        var shared = _vcpus[vcpu].Shared;
+        var t = _tracks[vcpu];
+        StressEvent[] recent;
+        lock (t)
+        {
+            recent = [.. t.Ring.Where(e => e.Seq > 0).OrderBy(e => e.Seq)];
+        }
+
+        return $"vCPU {vcpu}: mode {ModeName(shared.Mode.Read())}, requests 0x{shared.Requests:x}, blocked {shared.Blocked}, " +
+            $"apic events {shared.ApicEvents}, highest IRR {shared.HighestDeliverable}, timer armed {shared.TimerArmed}; last events: {string.Join(", ", recent.TakeLast(8))}";
+    }
+
     // ---- bookkeeping --------------------------------------------------------------------------
 
     private Track Record(int vcpu, string kind, long a, long b)

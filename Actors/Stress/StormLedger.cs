@@ -8,7 +8,7 @@ namespace ActorVm.Actors.Stress;
 /// and received per vCPU (and per sender→target pair up to <see cref="StormLayout.PairLimit"/>
 /// vCPUs), so every lost or duplicated interrupt is counted exactly.
 /// </summary>
-public sealed record StormLedger(long Sent, long Received, long Lost, long Duplicates, IReadOnlyList<string> Errors)
+public sealed record StormLedger(long Sent, long Received, long Lost, long Duplicates, IReadOnlyList<string> Errors, IReadOnlyList<int> Suspects)
 {
     /// <summary>How many vCPUs report "done" when the storm has drained.</summary>
     public static int ExpectedDone(StormKind kind, int vcpus) => kind switch
@@ -54,14 +54,20 @@ public sealed record StormLedger(long Sent, long Received, long Lost, long Dupli
     public static StormLedger Read(Machine m, StormKind kind, int vcpus)
     {
         var errors = new List<string>();
+        var suspects = new List<int>();
         long sent = 0, received = 0, lost = 0, duplicates = 0;
         uint G(int field) => m.Memory.Read32(Globals + (ulong)field);
         uint R(int vcpu, int field) => m.Memory.Read32(Record(vcpu, field));
 
-        void Pair(string what, long s, long r)
+        void Pair(string what, long s, long r, int receiver = -1)
         {
             sent += s;
             received += r;
+            if (r != s && receiver >= 0)
+            {
+                suspects.Add(receiver);
+            }
+
             if (r < s)
             {
                 lost += s - r;
@@ -113,6 +119,7 @@ public sealed record StormLedger(long Sent, long Received, long Lost, long Dupli
                             var rf = m.Memory.Read32(ReceivedFrom(t, s));
                             if (st != rf)
                             {
+                                suspects.Add(t);
                                 errors.Add($"vCPU {s} sent {st} IPIs to vCPU {t}, which received {rf} from it");
                             }
                         }
@@ -123,7 +130,7 @@ public sealed record StormLedger(long Sent, long Received, long Lost, long Dupli
                 {
                     for (var v = 0; v < vcpus; v++)
                     {
-                        Pair($"vCPU {v} TSC-deadline timers", R(v, Armed), R(v, Fired));
+                        Pair($"vCPU {v} TSC-deadline timers", R(v, Armed), R(v, Fired), v);
                     }
                 }
 
@@ -132,22 +139,22 @@ public sealed record StormLedger(long Sent, long Received, long Lost, long Dupli
             case StormKind.SelfIpiKick:
                 for (var v = 0; v < vcpus; v++)
                 {
-                    Pair($"vCPU {v} self-IPIs", R(v, StormLayout.Sent), R(v, StormLayout.Received));
+                    Pair($"vCPU {v} self-IPIs", R(v, StormLayout.Sent), R(v, StormLayout.Received), v);
                 }
 
                 break;
             case StormKind.Timers:
                 for (var v = 0; v < vcpus; v++)
                 {
-                    Pair($"vCPU {v} TSC-deadline timers", R(v, Armed), R(v, Fired));
+                    Pair($"vCPU {v} TSC-deadline timers", R(v, Armed), R(v, Fired), v);
                 }
 
                 break;
             case StormKind.PingPong:
                 for (var i = 0; i + 1 < vcpus; i += 2)
                 {
-                    Pair($"pings {i}→{i + 1}", R(i, StormLayout.Sent), R(i + 1, StormLayout.Received));
-                    Pair($"pongs {i + 1}→{i}", R(i + 1, StormLayout.Sent), R(i, StormLayout.Received));
+                    Pair($"pings {i}→{i + 1}", R(i, StormLayout.Sent), R(i + 1, StormLayout.Received), i + 1);
+                    Pair($"pongs {i + 1}→{i}", R(i + 1, StormLayout.Sent), R(i, StormLayout.Received), i);
                 }
 
                 break;
@@ -155,12 +162,12 @@ public sealed record StormLedger(long Sent, long Received, long Lost, long Dupli
                 for (var v = 1; v < vcpus; v++)
                 {
                     // The first boot comes from the BSP's broadcast INIT/SIPI, the rest from the cycle.
-                    Pair($"AP {v} INIT/SIPI boots", R(v, StormLayout.Sent) + 1, R(v, StormLayout.Received));
+                    Pair($"AP {v} INIT/SIPI boots", R(v, StormLayout.Sent) + 1, R(v, StormLayout.Received), v);
                 }
 
                 break;
         }
 
-        return new StormLedger(sent, received, lost, duplicates, errors);
+        return new StormLedger(sent, received, lost, duplicates, errors, suspects);
     }
 }

@@ -87,6 +87,11 @@ public static class StormRunner
 
         var seconds = clock.Elapsed.TotalSeconds;
         checker.Stop();
+
+        // A storm that did not drain: where each vCPU the ledger blames stands (a lost SIPI looks
+        // different from a lost IPI or a slow host).
+        var stuck = drained ? [] : StormLedger.Read(machine, settings.Kind, settings.Vcpus).Suspects
+            .Distinct().Take(8).Select(checker.Describe).ToList();
         var events = checker.Events - eventsAtStart;
         progress?.Invoke(checker.Events);
         control?.Shutdown(0, "storm over");
@@ -107,7 +112,7 @@ public static class StormRunner
             ledger.Duplicates,
             checker.ViolationCount,
             checker.Violations,
-            started ? ledger.Errors : [$"only {machine.Memory.Read32(StormLayout.Globals + StormLayout.Started)} of {settings.Vcpus} vCPUs started within {startLimit.TotalSeconds:F0} s", .. ledger.Errors],
+            started ? [.. ledger.Errors, .. stuck] : [$"only {machine.Memory.Read32(StormLayout.Globals + StormLayout.Started)} of {settings.Vcpus} vCPUs started within {startLimit.TotalSeconds:F0} s", .. ledger.Errors],
             drained,
             $"{result.Kind}: {result.Detail}",
             expected,
