@@ -310,8 +310,16 @@ public static class StormGuest
         var stop = a.CreateLabel();
         var wrap = a.CreateLabel();
         var wait = a.CreateLabel();
+        var firstBoots = a.CreateLabel();
         a.test(esi, esi);
         a.jnz(ap);
+
+        // Every AP must have counted its first boot (from the broadcast) before the cycle starts:
+        // an INIT that lands before that count would erase it from the ledger.
+        a.Label(ref firstBoots);
+        a.pause();
+        a.cmp(__dword_ptr[Boots], vcpus - 1);
+        a.jb(firstBoots);
         a.xor(edi, edi);
         a.Label(ref loop);
         a.cmp(__dword_ptr[Stop], 0);
@@ -340,6 +348,7 @@ public static class StormGuest
         // AP: count the boot, then halt with IF=0 (only INIT wakes it, I12).
         a.Label(ref ap);
         a.inc(__dword_ptr.fs[Received]);
+        a.@lock.inc(__dword_ptr[Boots]);
         HaltForever(a, interrupts: false);
     }
 

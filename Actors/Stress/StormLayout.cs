@@ -15,7 +15,7 @@ public static class StormLayout
     /// <summary>Globals (DS = 0x1000).</summary>
     public const ulong Globals = 0x10000;
 
-    public const int Stop = 0x00, Done = 0x04, Started = 0x08, Duplicates = 0x10, TscDeadlineNotCleared = 0x14, Stray = 0x18;
+    public const int Stop = 0x00, Done = 0x04, Started = 0x08, Duplicates = 0x10, TscDeadlineNotCleared = 0x14, Stray = 0x18, Boots = 0x1C;
 
     /// <summary>Per-vCPU record of 16 bytes (FS = 0x3000 + id): sent, received, timers armed, timers fired.</summary>
     public const ulong Records = 0x30000;
