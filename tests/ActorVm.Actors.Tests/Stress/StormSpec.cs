@@ -39,10 +39,13 @@ public sealed class StormSpec(ITestOutputHelper output)
         Assert.True(report.GuestInterrupts > 0, "the guests counted no interrupt");
     }
 
-    [Fact(DisplayName = "Storm: one random seed (printed), mixed storm with delays")]
-    public async Task RandomSeed()
+    /// <summary>A fresh seed per test run; as theory data it appears in the test's name, so every log shows it.</summary>
+    public static TheoryData<int> RandomSeeds() => [Random.Shared.Next()];
+
+    [Theory(DisplayName = "Storm: one random seed (in the name), mixed storm with delays")]
+    [MemberData(nameof(RandomSeeds))]
+    public async Task RandomSeed(int seed)
     {
-        var seed = Random.Shared.Next();
         output.WriteLine($"random seed {seed} (replay: actorvm stress --storm mixed --vcpus 8 --seed {seed} --delays)");
         await Run("mixed", 8, seed, delays: true);
     }
