@@ -30,7 +30,7 @@ public sealed class InvariantChecker : IRunLoopObserver, IDisposable
     private volatile bool _stopping;
     private long _violationCount;
     private long _forcedLeaks;
-    private long _coalescedSamples;
+    private long _transientPendingSamples;
 
     /// <param name="seed">The run's seed, quoted in every violation.</param>
     /// <param name="stallBound">How long a request may stay pending in guest mode, or a wake condition stay unanswered, before it counts as lost.</param>
@@ -74,7 +74,7 @@ public sealed class InvariantChecker : IRunLoopObserver, IDisposable
     }
 
     /// <summary>Times the sampler saw a request pending in guest mode (transiently: normal between make_request and the kick's effect).</summary>
-    public long TransientPendingSamples => Interlocked.Read(ref _coalescedSamples);
+    public long TransientPendingSamples => Interlocked.Read(ref _transientPendingSamples);
 
     public void Attach(IReadOnlyList<VcpuContext> vcpus)
     {
@@ -197,13 +197,12 @@ public sealed class InvariantChecker : IRunLoopObserver, IDisposable
 
     public void BlockChanged(int vcpu, bool blocked)
     {
-        var t = Record(vcpu, blocked ? "block" : "wake", 0, 0);
+        Record(vcpu, blocked ? "block" : "wake", 0, 0);
         if (_vcpus[vcpu].Shared.Mode.Read() == ModeWord.InGuestMode)
         {
             Report("I3", vcpu, $"{(blocked ? "blocking" : "waking")} while IN_GUEST_MODE");
         }
 
-        t.Blocked = blocked;
     }
 
     // ---- the sampler (I1, I4) -----------------------------------------------------------------
@@ -234,7 +233,7 @@ public sealed class InvariantChecker : IRunLoopObserver, IDisposable
         // request was made without a kick that could reach it.
         if (mode == ModeWord.InGuestMode && requests != 0)
         {
-            Interlocked.Increment(ref _coalescedSamples);
+            Interlocked.Increment(ref _transientPendingSamples);
             if (t.PendingSince != 0 && t.PendingEntry == entries && (t.PendingBits & requests) != 0)
             {
                 if (now - t.PendingSince >= _stallTicks && !t.PendingReported)
@@ -368,7 +367,6 @@ public sealed class InvariantChecker : IRunLoopObserver, IDisposable
         public readonly StressEvent[] Ring = new StressEvent[RingSize];
         public long Seq;
         public long Entries;
-        public bool Blocked;
 
         // Sampler-only state.
         public long PendingSince;
