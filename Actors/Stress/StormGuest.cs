@@ -59,6 +59,9 @@ public static class StormGuest
             case StormKind.InitSipi:
                 InitSipi(a, vcpus);
                 break;
+            case StormKind.Periodic:
+                Periodic(a);
+                break;
         }
 
         labels.Emit(a, vcpus, TimerDelta(rng));
@@ -77,6 +80,7 @@ public static class StormGuest
         machine.Memory.Write32((ulong)SelfVectorIcr * 4, (uint)result.GetLabelRIP(labels.CountHandler));
         machine.Memory.Write32((ulong)PingVector * 4, (uint)result.GetLabelRIP(labels.CountHandler));
         machine.Memory.Write32((ulong)TimerVector * 4, (uint)result.GetLabelRIP(labels.TimerHandler));
+        machine.Memory.Write32((ulong)PeriodicVector * 4, (uint)result.GetLabelRIP(labels.TickHandler));
         machine.Memory.Write32((ulong)SpuriousVector * 4, (uint)result.GetLabelRIP(labels.SpuriousHandler));
 
         // AP start page: a far jump to the common entry.
@@ -352,6 +356,32 @@ public static class StormGuest
         HaltForever(a, interrupts: false);
     }
 
+    /// <summary>
+    /// Periodic mode, divide by 1, TMICT = 1: a 1 ns period that KVM clamps to
+    /// min_timer_period_us (200 µs). Ticks may coalesce under load; they may never come faster.
+    /// </summary>
+    private static void Periodic(Assembler a)
+    {
+        var loop = a.CreateLabel();
+        a.mov(ax, si);
+        a.add(ax, 0xE000);
+        a.mov(es, ax);
+        Wrmsr(a, 0x83E, 0xB); // TDCR: divide by 1
+        Wrmsr(a, 0x832, 0x20000u | PeriodicVector); // LVTT: periodic
+        a.rdtsc(); // t0 before the timer starts: every tick comes after t0 + k·period
+        a.mov(__dword_ptr.es[0], eax);
+        a.mov(__dword_ptr.es[4], edx);
+        a.inc(__dword_ptr.fs[Armed]);
+        Wrmsr(a, 0x838, 1); // TMICT
+        a.sti();
+        a.Label(ref loop);
+        a.pause();
+        a.cmp(__dword_ptr[Stop], 0);
+        a.je(loop);
+        Wrmsr(a, 0x838, 0); // TMICT = 0 stops the timer
+        DoneForever(a);
+    }
+
     // ---- pieces ---------------------------------------------------------------------------------
 
     /// <summary>LVTT: TSC-deadline mode (bits 18:17 = 2), vector 0x50; arm the first deadline.</summary>
@@ -434,6 +464,7 @@ public static class StormGuest
             IpiHandler = a.CreateLabel("ipi");
             CountHandler = a.CreateLabel("count");
             TimerHandler = a.CreateLabel("timer");
+            TickHandler = a.CreateLabel("tick");
             StrayHandler = a.CreateLabel("stray");
             SpuriousHandler = a.CreateLabel("spurious");
             ArmRoutine = a.CreateLabel("arm");
@@ -442,6 +473,7 @@ public static class StormGuest
         public Label IpiHandler;
         public Label CountHandler;
         public Label TimerHandler;
+        public Label TickHandler;
         public Label StrayHandler;
         public Label SpuriousHandler;
         public Label ArmRoutine;
@@ -498,6 +530,17 @@ public static class StormGuest
             a.jne(noArm);
             a.call(ArmRoutine);
             a.Label(ref noArm);
+            EoiAndReturn(a);
+
+            // Periodic tick: count it and keep the TSC of the last one.
+            a.Label(ref TickHandler);
+            a.push(eax);
+            a.push(ecx);
+            a.push(edx);
+            a.inc(__dword_ptr.fs[Fired]);
+            a.rdtsc();
+            a.mov(__dword_ptr.es[8], eax);
+            a.mov(__dword_ptr.es[12], edx);
             EoiAndReturn(a);
 
             // Any other vector: counted as stray (misrouted or invented).

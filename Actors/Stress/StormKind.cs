@@ -25,6 +25,9 @@ public enum StormKind
 
     /// <summary>The BSP cycles INIT, SIPI through the APs and waits for each to boot again.</summary>
     InitSipi,
+
+    /// <summary>Periodic LAPIC timers asking for a 1 ns period (vector 0x51): never more ticks than the 200 µs minimum period allows.</summary>
+    Periodic,
 }
 
 public static class StormCatalog
@@ -33,7 +36,7 @@ public static class StormCatalog
     [
         (StormKind.AllToAll, "all-to-all"), (StormKind.SelfIpi, "self-ipi"), (StormKind.SelfIpiKick, "self-ipi-kick"),
         (StormKind.Timers, "timers"), (StormKind.PingPong, "ping-pong"), (StormKind.Mixed, "mixed"),
-        (StormKind.InitSipi, "init-sipi"),
+        (StormKind.InitSipi, "init-sipi"), (StormKind.Periodic, "periodic"),
     ];
 
     public static string Name(StormKind kind) => All.First(s => s.Kind == kind).Name;
@@ -45,5 +48,5 @@ public static class StormCatalog
     public static ImmediateExitMethod Method(StormKind kind) =>
         kind == StormKind.SelfIpiKick ? ImmediateExitMethod.SelfIpi : ImmediateExitMethod.PreemptionTimer;
 
-    public static int MinimumVcpus(StormKind kind) => kind is StormKind.SelfIpi or StormKind.SelfIpiKick or StormKind.Timers ? 1 : 2;
+    public static int MinimumVcpus(StormKind kind) => kind is StormKind.SelfIpi or StormKind.SelfIpiKick or StormKind.Timers or StormKind.Periodic ? 1 : 2;
 }

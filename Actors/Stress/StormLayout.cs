@@ -33,9 +33,12 @@ public static class StormLayout
     /// <summary>Per-vCPU stack of 128 bytes (SS = 0x6000 + id·8).</summary>
     public const ulong Stacks = 0x60000;
 
+    /// <summary>Per-vCPU periodic-timer times (ES = 0xE000 + id in the periodic storm): TSC when armed, TSC at the last tick.</summary>
+    public const ulong TickTimes = 0xE0000;
+
     public const int MaxVcpus = 4096;
 
-    public const byte IpiVector = 0x40, SelfVectorMsr = 0x41, SelfVectorIcr = 0x42, PingVector = 0x44, TimerVector = 0x50, SpuriousVector = 0xFF;
+    public const byte IpiVector = 0x40, SelfVectorMsr = 0x41, SelfVectorIcr = 0x42, PingVector = 0x44, TimerVector = 0x50, PeriodicVector = 0x51, SpuriousVector = 0xFF;
 
     public static ulong Record(int vcpu, int field) => Records + ((ulong)vcpu * 16) + (ulong)field;
 

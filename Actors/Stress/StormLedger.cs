@@ -158,6 +158,33 @@ public sealed record StormLedger(long Sent, long Received, long Lost, long Dupli
                 }
 
                 break;
+            case StormKind.Periodic:
+                // SDM 11.5.4 / KVM min_timer_period_us: k ticks need at least (k-1) periods after t0.
+                var minPeriod = (ulong)(m.Clock.Frequency * 200e-6);
+                for (var v = 0; v < vcpus; v++)
+                {
+                    var ticks = R(v, Fired);
+                    received += ticks;
+                    if (ticks == 0)
+                    {
+                        lost++;
+                        suspects.Add(v);
+                        errors.Add($"vCPU {v}: no periodic tick at all");
+                        continue;
+                    }
+
+                    var t0 = m.Memory.Read64(TickTimes + ((ulong)v * 16));
+                    var last = m.Memory.Read64(TickTimes + ((ulong)v * 16) + 8);
+                    if ((ulong)(ticks - 1) * minPeriod > last - t0)
+                    {
+                        duplicates++;
+                        suspects.Add(v);
+                        errors.Add($"vCPU {v}: {ticks} periodic ticks in {(last - t0) / (m.Clock.Frequency / 1e6):F0} µs, faster than the 200 µs minimum period (I10)");
+                    }
+                }
+
+                sent = received;
+                break;
             case StormKind.InitSipi:
                 for (var v = 1; v < vcpus; v++)
                 {
