@@ -541,6 +541,14 @@ public static class StormGuest
             a.rdtsc();
             a.mov(__dword_ptr.es[8], eax);
             a.mov(__dword_ptr.es[12], edx);
+
+            // Stop the timer from here once the stop flag is up: a vCPU whose handler takes
+            // longer than the period (delays on, many vCPUs per core) never runs its main loop.
+            var running = a.CreateLabel();
+            a.cmp(__dword_ptr[Stop], 0);
+            a.je(running);
+            Wrmsr(a, 0x838, 0);
+            a.Label(ref running);
             EoiAndReturn(a);
 
             // Any other vector: counted as stray (misrouted or invented).

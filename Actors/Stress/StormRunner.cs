@@ -90,8 +90,19 @@ public static class StormRunner
 
         // A storm that did not drain: where each vCPU the ledger blames stands (a lost SIPI looks
         // different from a lost IPI or a slow host).
-        var stuck = drained ? [] : StormLedger.Read(machine, settings.Kind, settings.Vcpus).Suspects
-            .Distinct().Take(8).Select(checker.Describe).ToList();
+        var stuck = new List<string>();
+        if (!drained && started)
+        {
+            var done = machine.Memory.Read32(StormLayout.Globals + StormLayout.Done);
+            stuck.Add($"not drained within {settings.DrainBound.TotalSeconds:F1} s: {done} of {StormLedger.ExpectedDone(settings.Kind, settings.Vcpus)} vCPUs finished");
+            var suspects = StormLedger.Read(machine, settings.Kind, settings.Vcpus).Suspects.Distinct().ToList();
+            if (suspects.Count == 0)
+            {
+                suspects = [.. Enumerable.Range(0, settings.Vcpus).Where(v => !checker.Describe(v).Contains("blocked True", StringComparison.Ordinal))];
+            }
+
+            stuck.AddRange(suspects.Take(8).Select(checker.Describe));
+        }
         var events = checker.Events - eventsAtStart;
         progress?.Invoke(checker.Events);
         control?.Shutdown(0, "storm over");
