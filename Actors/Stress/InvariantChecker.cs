@@ -30,6 +30,7 @@ public sealed class InvariantChecker : IRunLoopObserver, IDisposable
     private volatile bool _stopping;
     private long _violationCount;
     private long _forcedLeaks;
+    private long _forcedEntries;
     private long _transientPendingSamples;
 
     /// <param name="seed">The run's seed, quoted in every violation.</param>
@@ -60,6 +61,9 @@ public sealed class InvariantChecker : IRunLoopObserver, IDisposable
 
     /// <summary>Forced entries that retired guest instructions with the self-IPI method (allowed there: the IPI races the entry; see VcpuActor.SendSelfIpi).</summary>
     public long ForcedLeaks => Interlocked.Read(ref _forcedLeaks);
+
+    /// <summary>Entries with force_immediate_exit (E8) the checker saw.</summary>
+    public long ForcedEntries => Interlocked.Read(ref _forcedEntries);
 
     /// <summary>The first violations (at most 64 are kept; <see cref="ViolationCount"/> counts all).</summary>
     public IReadOnlyList<Violation> Violations
@@ -120,6 +124,8 @@ public sealed class InvariantChecker : IRunLoopObserver, IDisposable
 
         if (forced)
         {
+            Interlocked.Increment(ref _forcedEntries);
+
             // I5: E8 made EVENT after E7; the run loop, the only one that clears it, is waiting.
             if (!shared.TestRequest(KvmRequest.Event))
             {

@@ -81,6 +81,7 @@ public static class StormGuest
         machine.Memory.Write32((ulong)PingVector * 4, (uint)result.GetLabelRIP(labels.CountHandler));
         machine.Memory.Write32((ulong)TimerVector * 4, (uint)result.GetLabelRIP(labels.TimerHandler));
         machine.Memory.Write32((ulong)PeriodicVector * 4, (uint)result.GetLabelRIP(labels.TickHandler));
+        machine.Memory.Write32(13 * 4, (uint)result.GetLabelRIP(labels.GpHandler));
         machine.Memory.Write32((ulong)SpuriousVector * 4, (uint)result.GetLabelRIP(labels.SpuriousHandler));
 
         // AP start page: a far jump to the common entry.
@@ -227,8 +228,17 @@ public static class StormGuest
         a.Label(ref loop);
         a.cmp(__dword_ptr[Stop], 0);
         a.jne(stop);
+        // Force an immediate exit (spec §5 step 8, -EBUSY): with IF=0 the self-IPI waits in IRR;
+        // the WRMSR to an unknown MSR in the STI shadow exits, and the run loop then has a #GP
+        // to inject and the IRQ pending at once. It injects the #GP, cannot inject the IRQ too,
+        // and enters with force_immediate_exit. The #GP handler counts in the Armed/Fired pair.
         a.inc(__dword_ptr.fs[Sent]);
+        a.cli();
         Wrmsr(a, 0x83F, SelfVectorMsr); // x2APIC SELF_IPI
+        a.inc(__dword_ptr.fs[Armed]);
+        a.mov(ecx, UnknownMsr);
+        a.sti();
+        a.wrmsr(); // #GP, in the STI shadow
         WaitReceived(a);
         a.inc(__dword_ptr.fs[Sent]);
         Wrmsr(a, 0x830, 0x44000u | SelfVectorIcr); // ICR shorthand self
@@ -237,6 +247,9 @@ public static class StormGuest
         a.Label(ref stop);
         DoneForever(a);
     }
+
+    /// <summary>An MSR no model implements: WRMSR to it raises #GP (SDM vol. 4).</summary>
+    private const uint UnknownMsr = 0x4000_DEAD;
 
     private static void Timers(Assembler a, Handlers labels)
     {
@@ -465,6 +478,7 @@ public static class StormGuest
             CountHandler = a.CreateLabel("count");
             TimerHandler = a.CreateLabel("timer");
             TickHandler = a.CreateLabel("tick");
+            GpHandler = a.CreateLabel("gp");
             StrayHandler = a.CreateLabel("stray");
             SpuriousHandler = a.CreateLabel("spurious");
             ArmRoutine = a.CreateLabel("arm");
@@ -474,6 +488,7 @@ public static class StormGuest
         public Label CountHandler;
         public Label TimerHandler;
         public Label TickHandler;
+        public Label GpHandler;
         public Label StrayHandler;
         public Label SpuriousHandler;
         public Label ArmRoutine;
@@ -550,6 +565,16 @@ public static class StormGuest
             Wrmsr(a, 0x838, 0);
             a.Label(ref running);
             EoiAndReturn(a);
+
+            // #GP from the deliberate WRMSR: count it and skip the 2-byte instruction (real
+            // mode pushes the faulting IP).
+            a.Label(ref GpHandler);
+            a.push(bp);
+            a.mov(bp, sp);
+            a.add(__word_ptr.ss[bp + 2], 2);
+            a.pop(bp);
+            a.inc(__dword_ptr.fs[Fired]);
+            a.iret();
 
             // Any other vector: counted as stray (misrouted or invented).
             a.Label(ref StrayHandler);

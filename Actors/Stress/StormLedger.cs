@@ -140,6 +140,11 @@ public sealed record StormLedger(long Sent, long Received, long Lost, long Dupli
                 for (var v = 0; v < vcpus; v++)
                 {
                     Pair($"vCPU {v} self-IPIs", R(v, StormLayout.Sent), R(v, StormLayout.Received), v);
+                    if (R(v, Armed) != R(v, Fired))
+                    {
+                        errors.Add($"vCPU {v}: {R(v, Armed)} WRMSRs to an unknown MSR, {R(v, Fired)} #GPs delivered");
+                        suspects.Add(v);
+                    }
                 }
 
                 break;

@@ -23,7 +23,8 @@ public sealed record StormReport(
     bool Drained,
     string Outcome,
     bool OutcomeExpected,
-    long ForcedLeaks)
+    long ForcedLeaks,
+    long ForcedEntries)
 {
     public double EventsPerSecond => Seconds > 0 ? Events / Seconds : 0;
 

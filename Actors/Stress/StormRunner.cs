@@ -127,6 +127,7 @@ public static class StormRunner
             drained,
             $"{result.Kind}: {result.Detail}",
             expected,
-            checker.ForcedLeaks);
+            checker.ForcedLeaks,
+            checker.ForcedEntries);
     }
 }

@@ -137,6 +137,8 @@ public static class StressCommand
                     lost = r.Lost,
                     duplicates = r.Duplicates,
                     drained = r.Drained,
+                    forcedEntries = r.ForcedEntries,
+                    forcedLeaks = r.ForcedLeaks,
                     outcome = r.Outcome,
                     passed = r.Passed,
                     firstViolations = r.Violations.Take(5).Select(v => v.ToString()),

@@ -37,6 +37,10 @@ public sealed class StormSpec(ITestOutputHelper output)
         var report = await Run(storm, vcpus, seed, delays);
         Assert.True(report.Events > 1000, $"only {report.Events} events");
         Assert.True(report.GuestInterrupts > 0, "the guests counted no interrupt");
+        if (storm.StartsWith("self-ipi", StringComparison.Ordinal))
+        {
+            Assert.True(report.ForcedEntries > 0, "the self-IPI storm forced no immediate exit");
+        }
     }
 
     /// <summary>A fresh seed per test run; as theory data it appears in the test's name, so every log shows it.</summary>
@@ -56,7 +60,7 @@ public sealed class StormSpec(ITestOutputHelper output)
         var report = await StormRunner.RunAsync(new StormSettings(kind, vcpus, Duration, seed) { Delays = delays });
         output.WriteLine($"{report.Storm} vcpus={report.Vcpus} seed={report.Seed} delays={report.Delays}: events={report.Events} " +
             $"irqs={report.GuestInterrupts} sent={report.Sent} lost={report.Lost} dup={report.Duplicates} violations={report.ViolationCount} " +
-            $"drained={report.Drained} outcome={report.Outcome} leaks={report.ForcedLeaks} {report.Seconds:F2}s");
+            $"drained={report.Drained} outcome={report.Outcome} forced={report.ForcedEntries} leaks={report.ForcedLeaks} {report.Seconds:F2}s");
         foreach (var v in report.Violations)
         {
             output.WriteLine(v.ToString());
