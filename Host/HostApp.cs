@@ -238,7 +238,7 @@ public static class HostApp
 
         return new RootCommand("ActorVm: a multi-vCPU x86 virtual machine emulator on an Akka.NET actor system, following KVM's x86 run loop")
         {
-            run, list, validate, programs, guest,
+            run, list, validate, programs, guest, Commands.StressCommand.Create(text, error, cancellationToken),
         };
     }
 

@@ -100,6 +100,7 @@ public sealed class LapicActor : ReceiveActor
     /// <summary>__apic_accept_irq: state, then publish, then request, then kick.</summary>
     private void Accept(InterruptMessage message, bool matchDestination)
     {
+        _ctx.Options.Faults?.MaybeFail(Stress.FailingActor.Lapic, _ctx.Id);
         if (matchDestination && !_apic.MatchesDestination(message))
         {
             return;
@@ -125,6 +126,7 @@ public sealed class LapicActor : ReceiveActor
         if (faults?.KickBeforeRequest == true)
         {
             Shared.Kick(); // negative control: breaks "request, then kick"
+            faults.Delay(); // ...and widens the window in which the woken vCPU finds nothing to do
         }
 
         switch (message.Mode)
