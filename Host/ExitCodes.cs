@@ -19,6 +19,9 @@ public static class ExitCodes
     /// <summary>The wall-time or guest-instruction limit was reached.</summary>
     public const int Timeout = 6;
 
+    /// <summary>A scenario expectation was not met (the summary lists which).</summary>
+    public const int ExpectationFailed = 10;
+
     /// <summary>The VM hit something the emulator does not handle (an unhandled exit); a bug or a missing feature.</summary>
     public const int InternalError = 8;
 

@@ -30,6 +30,7 @@ public sealed class LapicActor : ReceiveActor
     private bool _hvInUse;
     private long _generation;
     private ulong _armedDeadline = ulong.MaxValue;
+    private long _countedExpiries;
     private long _tprEpoch;
 
     public LapicActor(VcpuContext ctx, IActorRef bus, HostTimer timer)
@@ -99,6 +100,7 @@ public sealed class LapicActor : ReceiveActor
     /// <summary>__apic_accept_irq: state, then publish, then request, then kick.</summary>
     private void Accept(InterruptMessage message, bool matchDestination)
     {
+        _ctx.Options.Faults?.MaybeFail(Stress.FailingActor.Lapic, _ctx.Id);
         if (matchDestination && !_apic.MatchesDestination(message))
         {
             return;
@@ -114,10 +116,17 @@ public sealed class LapicActor : ReceiveActor
             return;
         }
 
+        if (message.Mode == DeliveryMode.Fixed && message.SourceVcpu >= 0)
+        {
+            _ctx.Counters.Add(ref _ctx.Counters.IpisReceived);
+            _ctx.Options.ApicEvents?.IpiAccepted(_ctx.Id, message);
+        }
+
         var faults = _ctx.Options.Faults;
         if (faults?.KickBeforeRequest == true)
         {
             Shared.Kick(); // negative control: breaks "request, then kick"
+            faults.Delay(); // ...and widens the window in which the woken vCPU finds nothing to do
         }
 
         switch (message.Mode)
@@ -225,6 +234,12 @@ public sealed class LapicActor : ReceiveActor
             if (_ctx.Trace.ApicIpi)
             {
                 _ctx.Trace.KvmApicIpi(ipi.IcrLow, ipi.Destination);
+            }
+
+            if (ipi.Mode == DeliveryMode.Fixed)
+            {
+                _ctx.Counters.Add(ref _ctx.Counters.IpisSent);
+                _ctx.Options.ApicEvents?.IpiSent(_ctx.Id, ipi);
             }
 
             // kvm_apic_send_ipi delivers to the sender itself synchronously (the write's own
@@ -356,5 +371,18 @@ public sealed class LapicActor : ReceiveActor
         ArmTimer();
     }
 
-    private void Publish() => Shared.HighestDeliverable = _apic.HighestPendingDeliverable();
+    private void Publish()
+    {
+        Shared.HighestDeliverable = _apic.HighestPendingDeliverable();
+
+        // Timer expiries happen in Expire and also inside register writes (a TSC deadline already
+        // in the past fires at once); every path publishes, so the statistic is taken here.
+        var expiries = (long)_apic.TimerExpiries;
+        if (expiries != _countedExpiries)
+        {
+            _ctx.Counters.Add(ref _ctx.Counters.TimerInterrupts, expiries - _countedExpiries);
+            _countedExpiries = expiries;
+            _ctx.Options.ApicEvents?.TimerFired(_ctx.Id);
+        }
+    }
 }

@@ -184,6 +184,8 @@ public sealed partial class RunLoopActor : ReceiveActor
 
     private int EnterGuest()
     {
+        _ctx.Options.Faults?.MaybeFail(Stress.FailingActor.RunLoop, _ctx.Id);
+
         // E1: requests, in the spec's order for those we model.
         if (Shared.RequestPending)
         {

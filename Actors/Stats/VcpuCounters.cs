@@ -48,6 +48,9 @@ public sealed class VcpuCounters
     public long WarnSlowpathPreemptionTimer;
     public long SecondForcedEntryInInnerLoop;
     public long UnhandledExits;
+    public long IpisSent;
+    public long IpisReceived;
+    public long TimerInterrupts;
 
     public void Add(ref long counter, long n = 1) => Interlocked.Add(ref counter, n);
 
@@ -140,6 +143,11 @@ public sealed class VcpuCounters
             new InjectionStatistics(Volatile.Read(ref InjectedExceptions), Volatile.Read(ref InjectedNmis), Volatile.Read(ref InjectedIrqs)),
             Volatile.Read(ref Halts),
             Volatile.Read(ref Wakeups),
-            new WarnStatistics(Volatile.Read(ref WarnSlowpathPreemptionTimer), Volatile.Read(ref SecondForcedEntryInInnerLoop), Volatile.Read(ref UnhandledExits)));
+            new WarnStatistics(Volatile.Read(ref WarnSlowpathPreemptionTimer), Volatile.Read(ref SecondForcedEntryInInnerLoop), Volatile.Read(ref UnhandledExits)))
+        {
+            IpisSent = Volatile.Read(ref IpisSent),
+            IpisReceived = Volatile.Read(ref IpisReceived),
+            TimerInterrupts = Volatile.Read(ref TimerInterrupts),
+        };
     }
 }

@@ -39,6 +39,15 @@ public sealed record VcpuStatistics(
     long Wakeups,
     WarnStatistics Warnings)
 {
+    /// <summary>Fixed-mode IPIs this vCPU's LAPIC sent (one per ICR write, shorthands included).</summary>
+    public long IpisSent { get; init; }
+
+    /// <summary>Fixed-mode interrupts from another (or the same) vCPU that this LAPIC accepted into IRR.</summary>
+    public long IpisReceived { get; init; }
+
+    /// <summary>LAPIC timer expiries (apic_timer_expired), coalesced ones included.</summary>
+    public long TimerInterrupts { get; init; }
+
     public static VcpuStatistics Sum(IReadOnlyList<VcpuStatistics> all)
     {
         static Dictionary<string, long> Merge(IEnumerable<IReadOnlyDictionary<string, long>> ds)
@@ -93,7 +102,12 @@ public sealed record VcpuStatistics(
             new InjectionStatistics(all.Sum(s => s.Injections.Exceptions), all.Sum(s => s.Injections.Nmis), all.Sum(s => s.Injections.Irqs)),
             all.Sum(s => s.Halts),
             all.Sum(s => s.Wakeups),
-            all.Aggregate(new WarnStatistics(0, 0, 0), (a, s) => a + s.Warnings));
+            all.Aggregate(new WarnStatistics(0, 0, 0), (a, s) => a + s.Warnings))
+        {
+            IpisSent = all.Sum(s => s.IpisSent),
+            IpisReceived = all.Sum(s => s.IpisReceived),
+            TimerInterrupts = all.Sum(s => s.TimerInterrupts),
+        };
     }
 }
 

@@ -11,6 +11,11 @@ namespace ActorVm.Actors.Vcpu;
 /// </summary>
 public interface IRunLoopObserver
 {
+    /// <summary>Called once by the VmActor before any vCPU starts: the vCPUs the hooks will name (their shared state and Cpu).</summary>
+    void Attach(IReadOnlyList<VcpuContext> vcpus)
+    {
+    }
+
     /// <summary>
     /// An entry passed E7 (or the E10 re-check) and is about to run the guest.
     /// <paramref name="requestsAtCheck"/> and <paramref name="modeAtCheck"/> are what that check
@@ -46,6 +51,25 @@ public sealed record FaultInjection(int MaxDelayMicroseconds = 0, bool SkipEntry
     [ThreadStatic]
     private static Random? _random;
 
+    private long _turns;
+
+    /// <summary>Actor failure injection: this actor throws <see cref="InjectedFailureException"/> on its <see cref="FailAfter"/>-th turn.</summary>
+    public Stress.FailingActor Fail { get; init; }
+
+    public long FailAfter { get; init; } = 1000;
+
+    /// <summary>Also yield the thread at random at the delay points, so actors are dispatched in a different order.</summary>
+    public bool ShuffleDispatch { get; init; }
+
+    /// <summary>Called at the top of each turn of the vCPU, run-loop and LAPIC actors.</summary>
+    public void MaybeFail(Stress.FailingActor actor, int vcpu)
+    {
+        if (Fail == actor && Interlocked.Increment(ref _turns) == FailAfter)
+        {
+            throw new InjectedFailureException($"injected failure in the {actor} actor of vCPU {vcpu} (turn {FailAfter})");
+        }
+    }
+
     /// <summary>Spins for a random time up to <see cref="MaxDelayMicroseconds"/>.</summary>
     public void Delay()
     {
@@ -55,6 +79,11 @@ public sealed record FaultInjection(int MaxDelayMicroseconds = 0, bool SkipEntry
         }
 
         _random ??= new Random(HashCode.Combine(Seed, Environment.CurrentManagedThreadId));
+        if (ShuffleDispatch && _random.Next(4) == 0)
+        {
+            Thread.Yield();
+        }
+
         var until = System.Diagnostics.Stopwatch.GetTimestamp()
             + (long)(_random.NextDouble() * MaxDelayMicroseconds * System.Diagnostics.Stopwatch.Frequency / 1e6);
         while (System.Diagnostics.Stopwatch.GetTimestamp() < until)
@@ -63,3 +92,6 @@ public sealed record FaultInjection(int MaxDelayMicroseconds = 0, bool SkipEntry
         }
     }
 }
+
+/// <summary>Thrown by <see cref="FaultInjection.MaybeFail"/>: an actor failure on purpose.</summary>
+public sealed class InjectedFailureException(string message) : Exception(message);

@@ -64,6 +64,7 @@ public sealed class VcpuActor : ReceiveActor
     private void OnRun(Run run)
     {
         _runLoop = Sender;
+        _ctx.Options.Faults?.MaybeFail(Stress.FailingActor.Vcpu, _ctx.Id);
 
         // E5: store-release IN_GUEST_MODE, then a full barrier so the re-check below cannot be
         // reordered before it (pairs with the barrier in make_request + kick).

@@ -57,6 +57,8 @@ public sealed partial class VmActor : ReceiveActor, IWithTimers
             ctx.Shared.RunLoop = _runLoops[i];
         }
 
+        options.Observer?.Attach(_vcpus);
+
         Receive<StartVm>(_ =>
         {
             _elapsed.Start();

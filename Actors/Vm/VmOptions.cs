@@ -94,6 +94,12 @@ public sealed record VmOptions
     /// <summary>Invariant-checker hooks (stress runs); null = off.</summary>
     public Vcpu.IRunLoopObserver? Observer { get; init; }
 
+    /// <summary>IPI and timer-delivery hooks (the host's trace-event JSON); null = off.</summary>
+    public Lapic.IApicEventListener? ApicEvents { get; init; }
+
+    /// <summary>Called once the VM actor exists, with a handle to watch (statistics) and stop the VM: the host's progress display and instruction limit.</summary>
+    public Action<VmHandle>? Started { get; init; }
+
     /// <summary>Delay and protocol-breaking switches for stress runs; null = off.</summary>
     public Vcpu.FaultInjection? Faults { get; init; }
 

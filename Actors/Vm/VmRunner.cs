@@ -71,6 +71,7 @@ public static class VmRunner
             var vm = system.ActorOf(VmActor.Props(machine, options, result, timer), "vm");
             control.Attach(vm);
             vm.Tell(VmProtocol.StartVm.Instance);
+            options.Started?.Invoke(new VmHandle(vm));
 
             using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
             timeout.CancelAfter(options.Timeout);

@@ -1,9 +1,58 @@
+using ActorVm.Hardware.Guests.Smp;
 using static Iced.Intel.AssemblerRegisters;
 
 namespace ActorVm.Hardware.Guests;
 
 /// <summary>A built-in guest: a name the host and scenarios use, and how to build its kernel image.</summary>
-public sealed record GuestProgram(string Name, string Description, Func<KernelFormat, byte[]> Build);
+/// <param name="Build">Builds it with default arguments for one vCPU (the <c>guest</c> command, QEMU).</param>
+public sealed record GuestProgram(string Name, string Description, Func<KernelFormat, byte[]> Build)
+{
+    public IReadOnlyList<GuestParameter> Parameters { get; init; } = [];
+
+    /// <summary>Fewest vCPUs the program needs (e.g. halt-wake needs someone to wake the BSP).</summary>
+    public int MinVcpus { get; init; } = 1;
+
+    /// <summary>Most vCPUs it can use (e.g. ipi-storm gives each sender its own vector).</summary>
+    public int MaxVcpus { get; init; } = 4096;
+
+    /// <summary>Builds it for a machine and arguments; null: <see cref="Build"/> ignores both.</summary>
+    public Func<GuestBuildContext, byte[]>? BuildFor { get; init; }
+
+    /// <summary>Every problem with the arguments for <paramref name="vcpus"/> CPUs, as (argument or "", message).</summary>
+    public IEnumerable<(string Argument, string Message)> Check(IReadOnlyDictionary<string, string>? args, int vcpus)
+    {
+        if (vcpus < MinVcpus || vcpus > MaxVcpus)
+        {
+            yield return ("", $"program '{Name}' runs on {MinVcpus}..{MaxVcpus} vCPUs; the machine has {vcpus}");
+        }
+
+        foreach (var (name, value) in args ?? new Dictionary<string, string>())
+        {
+            if (Parameters.FirstOrDefault(p => p.Name == name) is not { } parameter)
+            {
+                var known = Parameters.Count == 0 ? "it takes no arguments" : $"expected one of: {string.Join(", ", Parameters.Select(p => p.Name))}";
+                yield return (name, $"program '{Name}' has no argument '{name}' ({known})");
+            }
+            else if (parameter.Check(value) is { } problem)
+            {
+                yield return (name, problem);
+            }
+        }
+    }
+
+    /// <summary>Checks the arguments, fills in defaults and builds the kernel image.</summary>
+    public byte[] BuildImage(int vcpus, GuestApicMode apic, ulong tscHz, IReadOnlyDictionary<string, string>? args, KernelFormat format = KernelFormat.AoutKludge)
+    {
+        var problems = Check(args, vcpus).ToList();
+        if (problems.Count > 0)
+        {
+            throw new GuestArgumentException(string.Join("; ", problems.Select(p => p.Argument == "" ? p.Message : $"{p.Argument}: {p.Message}")));
+        }
+
+        var all = Parameters.ToDictionary(p => p.Name, p => args is not null && args.TryGetValue(p.Name, out var v) ? v : p.Default);
+        return BuildFor is { } b ? b(new GuestBuildContext(vcpus, apic, tscHz, all, format)) : Build(format);
+    }
+}
 
 /// <summary>
 /// The built-in guest programs. Each checks its own results and reports through COM1 and the
@@ -17,7 +66,17 @@ public static class GuestPrograms
     [
         new("hello", "prints a line on COM1 and exits through port 0xF4 (status 1)", BuildHello),
         new("longmode-selftest", "switches to long mode, checks an integer loop and self-modifying code, handles #DE, #UD, #PF and #GP (status 1 when all pass)", BuildLongModeSelftest),
-        new("compute", $"a {ComputeDefaultIterations}-iteration, 7-instruction integer loop (for MIPS), checked by the guest", f => BuildCompute(ComputeDefaultIterations, f)),
+        new("compute", $"a known-length 7-instruction integer loop on the BSP (for MIPS), checked by the guest", f => BuildCompute(ComputeDefaultIterations, f))
+        {
+            Parameters = [new("iterations", "loop iterations (7 instructions each)", ComputeDefaultIterations.ToString(System.Globalization.CultureInfo.InvariantCulture), 1, int.MaxValue)],
+            BuildFor = c => BuildCompute(c.Int("iterations"), c.Format),
+        },
+        Smp.IpiRing.Program,
+        Smp.IpiStorm.Program,
+        Smp.SelfIpi.Program,
+        Smp.TimerProgram.Program,
+        Smp.HaltWake.Program,
+        Smp.Spinlock.Program,
         .. PlatformGuests.All,
     ];
 

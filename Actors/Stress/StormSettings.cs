@@ -1,0 +1,41 @@
+using ActorVm.Actors.Vm;
+
+namespace ActorVm.Actors.Stress;
+
+/// <summary>One storm run: which storm, how big, how long, which seed, and the test-only switches.</summary>
+public sealed record StormSettings(StormKind Kind, int Vcpus, TimeSpan Duration, int Seed)
+{
+    /// <summary>Random host-side delays at the dangerous points (FaultInjection.Delay) and random yields that reorder dispatch.</summary>
+    public bool Delays { get; init; }
+
+    public int MaxDelayMicroseconds { get; init; } = 50;
+
+    /// <summary>Negative control: skip the E7/E10 re-check (must be reported as I2).</summary>
+    public bool SkipEntryRecheck { get; init; }
+
+    /// <summary>Negative control: the LAPIC kicks before it makes the request (must be reported as I1 or I4).</summary>
+    public bool KickBeforeRequest { get; init; }
+
+    /// <summary>Actor failure injection: which actor throws, after how many of its turns.</summary>
+    public FailingActor Fail { get; init; } = FailingActor.None;
+
+    public long FailAfter { get; init; } = 1000;
+
+    /// <summary>How long a pending request or wake condition may go unanswered before the checker calls it lost.</summary>
+    public TimeSpan StallBound { get; init; } = TimeSpan.FromMilliseconds(500);
+
+    /// <summary>How long every vCPU may take to reach the storm's barrier (default 10 s + 20 ms per vCPU).</summary>
+    public TimeSpan? StartBound { get; init; }
+
+    /// <summary>How long the guests get, after the stop flag, to finish what is in flight.</summary>
+    public TimeSpan DrainBound { get; init; } = TimeSpan.FromSeconds(3);
+
+    /// <summary>End the storm at the first violation (the negative controls' time bound).</summary>
+    public bool StopOnViolation { get; init; } = true;
+
+    public long SliceInstructions { get; init; } = 20_000;
+
+    public VcpuDispatcher Dispatcher { get; init; } = VcpuDispatcher.Shared;
+
+    public string Name => StormCatalog.Name(Kind);
+}

@@ -1,0 +1,152 @@
+using System.CommandLine;
+using System.Globalization;
+using System.Text.Json;
+using ActorVm.Actors.Stress;
+
+namespace ActorVm.Host.Commands;
+
+/// <summary>
+/// <c>actorvm stress</c>: runs the concurrency storms of issue 6 with the invariant checker,
+/// prints a live event count on stderr and a final table (storm, vCPUs, events, events/s,
+/// violations, lost) on stdout — a stress run has no guest serial output — and exits non-zero
+/// on any violation, loss or duplicate. <c>--json</c> writes the same table with the seed.
+/// </summary>
+public static class StressCommand
+{
+    /// <summary>Exit status when a storm found a violation, a lost or duplicated interrupt, or did not drain (even, like the host's other statuses).</summary>
+    public const int ViolationFound = 10;
+
+    public static Command Create(TextWriter text, TextWriter error, CancellationToken cancellationToken)
+    {
+        var storm = new Option<string>("--storm") { Description = $"storm to run, or all ({string.Join(", ", StormCatalog.All.Select(s => s.Name))})", DefaultValueFactory = _ => "all" };
+        var vcpus = new Option<int>("--vcpus") { Description = "vCPUs per storm (1-4096)", DefaultValueFactory = _ => 4 };
+        var seconds = new Option<double>("--seconds") { Description = "storm duration in seconds (each storm)", DefaultValueFactory = _ => 5 };
+        var seed = new Option<int?>("--seed") { Description = "seed of the guest programs and fault injection (default: random, printed)" };
+        var delays = new Option<bool>("--delays") { Description = "random host-side delays at the race windows and shuffled dispatch" };
+        var maxDelay = new Option<int>("--max-delay-us") { Description = "largest injected delay in microseconds", DefaultValueFactory = _ => 50 };
+        var breakProtocol = new Option<string?>("--break") { Description = "negative control: skip-recheck | kick-before-request (the run must report violations)" };
+        var json = new Option<string?>("--json") { Description = "also write the results (with the seed) to this JSON file" };
+        var command = new Command("stress", "run concurrency storms under the run-loop invariant checker")
+        {
+            storm, vcpus, seconds, seed, delays, maxDelay, breakProtocol, json,
+        };
+        command.SetAction(p => Run(
+            p.GetValue(storm)!, p.GetValue(vcpus), p.GetValue(seconds), p.GetValue(seed) ?? Random.Shared.Next(),
+            p.GetValue(delays), p.GetValue(maxDelay), p.GetValue(breakProtocol), p.GetValue(json), text, error, cancellationToken));
+        return command;
+    }
+
+    private static int Run(string stormName, int vcpus, double seconds, int seed, bool delays, int maxDelay, string? breakProtocol,
+        string? jsonPath, TextWriter text, TextWriter error, CancellationToken cancellationToken)
+    {
+        List<StormKind> storms;
+        if (string.Equals(stormName, "all", StringComparison.OrdinalIgnoreCase))
+        {
+            storms = [.. StormCatalog.All.Select(s => s.Kind).Where(k => vcpus >= StormCatalog.MinimumVcpus(k))];
+        }
+        else if (StormCatalog.Find(stormName) is { } kind)
+        {
+            storms = [kind];
+        }
+        else
+        {
+            error.WriteLine($"actorvm: unknown storm '{stormName}' (storms: all, {string.Join(", ", StormCatalog.All.Select(s => s.Name))})");
+            return ExitCodes.InvalidInput;
+        }
+
+        if (breakProtocol is not (null or "skip-recheck" or "kick-before-request"))
+        {
+            error.WriteLine($"actorvm: unknown --break '{breakProtocol}' (skip-recheck or kick-before-request)");
+            return ExitCodes.InvalidInput;
+        }
+
+        if (vcpus < 1 || vcpus > StormLayout.MaxVcpus || seconds <= 0 || maxDelay < 0)
+        {
+            error.WriteLine($"actorvm: --vcpus must be 1-{StormLayout.MaxVcpus}, --seconds > 0, --max-delay-us >= 0");
+            return ExitCodes.InvalidInput;
+        }
+
+        if (storms.Any(k => vcpus < StormCatalog.MinimumVcpus(k)))
+        {
+            error.WriteLine($"actorvm: storm {stormName} needs at least {StormCatalog.MinimumVcpus(storms[0])} vCPUs");
+            return ExitCodes.InvalidInput;
+        }
+
+        error.WriteLine(string.Create(CultureInfo.InvariantCulture, $"stress: seed {seed}, {vcpus} vCPUs, {seconds} s per storm{(delays ? ", delays on" : "")}{(breakProtocol is null ? "" : $", protocol broken: {breakProtocol}")}"));
+        var reports = new List<StormReport>();
+        foreach (var kind in storms)
+        {
+            if (cancellationToken.IsCancellationRequested)
+            {
+                break;
+            }
+
+            var settings = new StormSettings(kind, vcpus, TimeSpan.FromSeconds(seconds), seed)
+            {
+                Delays = delays,
+                MaxDelayMicroseconds = maxDelay,
+                SkipEntryRecheck = breakProtocol == "skip-recheck",
+                KickBeforeRequest = breakProtocol == "kick-before-request",
+                StallBound = TimeSpan.FromMilliseconds(Math.Max(500, vcpus)),
+                DrainBound = TimeSpan.FromSeconds(3 + (vcpus / 100.0)),
+            };
+            var name = StormCatalog.Name(kind);
+            var report = StormRunner.RunAsync(settings, events => error.Write($"\r{name}: {events:N0} events   "), cancellationToken)
+                .GetAwaiter().GetResult();
+            error.WriteLine();
+            foreach (var v in report.Violations.Take(5))
+            {
+                error.WriteLine($"  {v}");
+            }
+
+            foreach (var e in report.GuestErrors.Take(5))
+            {
+                error.WriteLine($"  guest ledger: {e}");
+            }
+
+            if (!report.OutcomeExpected)
+            {
+                error.WriteLine($"  VM ended: {report.Outcome}");
+            }
+
+            reports.Add(report);
+        }
+
+        StressTable.Write(text, reports);
+        if (jsonPath is not null)
+        {
+            File.WriteAllText(jsonPath, JsonSerializer.Serialize(new
+            {
+                seed,
+                vcpus,
+                seconds,
+                delays,
+                broken = breakProtocol,
+                storms = reports.Select(r => new
+                {
+                    storm = r.Storm,
+                    vcpus = r.Vcpus,
+                    seed = r.Seed,
+                    events = r.Events,
+                    eventsPerSecond = Math.Round(r.EventsPerSecond),
+                    seconds = Math.Round(r.Seconds, 3),
+                    guestInterrupts = r.GuestInterrupts,
+                    sent = r.Sent,
+                    received = r.Received,
+                    violations = r.ViolationCount,
+                    lost = r.Lost,
+                    duplicates = r.Duplicates,
+                    drained = r.Drained,
+                    forcedEntries = r.ForcedEntries,
+                    forcedLeaks = r.ForcedLeaks,
+                    outcome = r.Outcome,
+                    passed = r.Passed,
+                    firstViolations = r.Violations.Take(5).Select(v => v.ToString()),
+                    guestErrors = r.GuestErrors.Take(5),
+                }),
+            }, new JsonSerializerOptions { WriteIndented = true }));
+        }
+
+        return reports.Count == storms.Count && reports.All(r => r.Passed) ? ExitCodes.Clean : ViolationFound;
+    }
+}
