@@ -219,6 +219,10 @@ public sealed class VmLauncher(HostEnvironment environment, Func<IVmRunner>? run
                 return result.DebugExitStatus ?? ExitCodes.InternalError;
             case RunOutcome.HaltedForever:
                 return ExitCodes.Clean;
+            case RunOutcome.Reset:
+                // QEMU -no-reboot: a guest reset ends the process with status 0.
+                error.WriteLine($"actorvm: {result.Detail}");
+                return ExitCodes.Clean;
             case RunOutcome.TripleFault:
                 error.WriteLine($"actorvm: {result.Detail}");
                 return ExitCodes.TripleFault;

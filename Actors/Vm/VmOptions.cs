@@ -116,5 +116,5 @@ public static class VmControlExtensions
 {
     /// <summary>Ends the VM (kind Shutdown, the device's exit status) when the guest writes the debug-exit port.</summary>
     public static void ShutdownOn(this IVmControl control, Hardware.Devices.DebugExit device) =>
-        device.Requested += status => control.Shutdown(status, $"debug-exit: status {status}");
+        device.Requested += status => control.Shutdown(status, $"debug-exit status {status}");
 }

@@ -1,5 +1,4 @@
 using System.Text;
-using ActorVm.Actors.Vm;
 using ActorVm.Hardware.Guests;
 
 namespace ActorVm.Host.Tests;
@@ -18,7 +17,7 @@ public sealed class QemuCommandLineTests : IDisposable
         var serial = new MemoryStream();
         var error = new StringWriter();
         string[] args = ["run", "-kernel", kernel, .. qemuArgs];
-        var code = HostApp.Run(args, serial, new StringWriter(), error, runnerFactory: () => new ActorRunner());
+        var code = HostApp.Run(args, serial, new StringWriter(), error); // the actor VM, as the console host runs it
         return (code, Encoding.ASCII.GetString(serial.ToArray()), error.ToString());
     }
 
