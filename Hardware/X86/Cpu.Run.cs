@@ -1,4 +1,5 @@
 using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
 using Iced.Intel;
 
 namespace ActorVm.Hardware.X86;
@@ -183,12 +184,15 @@ public sealed unsafe partial class Cpu
                 var handlers = block.Handlers;
                 var n = Math.Min(instructions.Length, maxInstructions);
                 _breakBlock = false;
+                // Handlers has the length of Instructions (DecodeCache builds them together):
+                // index it without a second bounds check.
+                ref var handler0 = ref MemoryMarshal.GetArrayDataReference(handlers);
                 for (var i = 0; i < n; i++)
                 {
                     ref var ins = ref instructions[i];
                     _instrStart = Rip;
                     Rip = ins.NextIP;
-                    ((delegate*<Cpu, ref Instruction, void>)handlers[i])(this, ref ins);
+                    ((delegate*<Cpu, ref Instruction, void>)Unsafe.Add(ref handler0, i))(this, ref ins);
                     if (_breakBlock)
                     {
                         if (_pendingExit is { } exit)

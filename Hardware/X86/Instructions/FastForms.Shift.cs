@@ -7,7 +7,9 @@ namespace ActorVm.Hardware.X86.Instructions;
 /// results and flags as <see cref="ShiftRotate"/>: the count is masked to 5 or 6 bits; a
 /// masked count of 0 changes no flags (a 32-bit register is still zero-extended); otherwise
 /// SF/ZF/PF from the result, CF the last bit out, OF for SHL the MSB xor CF, for SHR the
-/// original MSB when the count is 1, for SAR 0; AF is left clear (SDM SAL/SAR/SHL/SHR).
+/// original MSB when the count is 1, for SAR 0; AF is left clear (SDM SAL/SAR/SHL/SHR). The
+/// flags are recorded lazily (FlagOp.Shl/Shr/Sar): a loop that shifts and then DEC/JNZ never
+/// computes CF or OF.
 /// </summary>
 internal static unsafe partial class FastForms
 {
@@ -30,9 +32,6 @@ internal static unsafe partial class FastForms
         };
     }
 
-    private static ulong Szp(ulong res, int bits) =>
-        (res == 0 ? Rflags.ZF : 0) | (((res >> (bits - 1)) & 1) != 0 ? Rflags.SF : 0) | (Cpu.Parity(res) ? Rflags.PF : 0);
-
     private static void ShlRI32(Cpu cpu, ref Instruction ins)
     {
         ref var d = ref cpu.Gpr[R32(ins.Op0Register)];
@@ -46,9 +45,7 @@ internal static unsafe partial class FastForms
 
         var res = v << count;
         d = res;
-        var cf = ((v >> (32 - count)) & 1) != 0;
-        var of = (res >> 31 != 0) ^ cf;
-        cpu.SetStatusFlags(Szp(res, 32) | (cf ? Rflags.CF : 0) | (of ? Rflags.OF : 0));
+        cpu.SetLazy(FlagOp.Shl, 4, v, (ulong)count, res);
     }
 
     private static void ShrRI32(Cpu cpu, ref Instruction ins)
@@ -64,9 +61,7 @@ internal static unsafe partial class FastForms
 
         var res = v >> count;
         d = res;
-        var cf = ((v >> (count - 1)) & 1) != 0;
-        var of = count == 1 && v >> 31 != 0;
-        cpu.SetStatusFlags(Szp(res, 32) | (cf ? Rflags.CF : 0) | (of ? Rflags.OF : 0));
+        cpu.SetLazy(FlagOp.Shr, 4, v, (ulong)count, res);
     }
 
     private static void SarRI32(Cpu cpu, ref Instruction ins)
@@ -82,8 +77,7 @@ internal static unsafe partial class FastForms
 
         var res = (uint)(v >> count);
         d = res;
-        var cf = ((v >> (count - 1)) & 1) != 0;
-        cpu.SetStatusFlags(Szp(res, 32) | (cf ? Rflags.CF : 0));
+        cpu.SetLazy(FlagOp.Sar, 4, (uint)v, (ulong)count, res);
     }
 
     private static void ShlRI64(Cpu cpu, ref Instruction ins)
@@ -98,9 +92,7 @@ internal static unsafe partial class FastForms
 
         var res = v << count;
         d = res;
-        var cf = ((v >> (64 - count)) & 1) != 0;
-        var of = (res >> 63 != 0) ^ cf;
-        cpu.SetStatusFlags(Szp(res, 64) | (cf ? Rflags.CF : 0) | (of ? Rflags.OF : 0));
+        cpu.SetLazy(FlagOp.Shl, 8, v, (ulong)count, res);
     }
 
     private static void ShrRI64(Cpu cpu, ref Instruction ins)
@@ -115,9 +107,7 @@ internal static unsafe partial class FastForms
 
         var res = v >> count;
         d = res;
-        var cf = ((v >> (count - 1)) & 1) != 0;
-        var of = count == 1 && v >> 63 != 0;
-        cpu.SetStatusFlags(Szp(res, 64) | (cf ? Rflags.CF : 0) | (of ? Rflags.OF : 0));
+        cpu.SetLazy(FlagOp.Shr, 8, v, (ulong)count, res);
     }
 
     private static void SarRI64(Cpu cpu, ref Instruction ins)
@@ -132,7 +122,6 @@ internal static unsafe partial class FastForms
 
         var res = (ulong)(v >> count);
         d = res;
-        var cf = ((v >> (count - 1)) & 1) != 0;
-        cpu.SetStatusFlags(Szp(res, 64) | (cf ? Rflags.CF : 0));
+        cpu.SetLazy(FlagOp.Sar, 8, (ulong)v, (ulong)count, res);
     }
 }
