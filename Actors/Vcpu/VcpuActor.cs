@@ -1,0 +1,354 @@
+using ActorVm.Actors.Lapic;
+using ActorVm.Actors.Stats;
+using ActorVm.Actors.Vm;
+using ActorVm.Hardware.X86;
+using Akka.Actor;
+using static ActorVm.Actors.Vcpu.VcpuProtocol;
+
+namespace ActorVm.Actors.Vcpu;
+
+/// <summary>
+/// The vendor layer: KVM's <c>vmx_vcpu_run</c> plus the inner loop E5-E10 of
+/// <c>vcpu_enter_guest</c> (spec §4, §7). It is the only writer of OUTSIDE→IN (E5) and of
+/// IN/EXITING→OUTSIDE (E7, E11) for its vCPU (I3); everyone else may only CAS IN→EXITING.
+/// Each guest slice is bounded by <see cref="VmOptions.SliceInstructions"/>; fastpath re-entries
+/// go through the mailbox (<see cref="VcpuProtocol.Reenter"/>), so many vCPUs share few threads.
+/// </summary>
+public sealed class VcpuActor : ReceiveActor
+{
+    /// <summary>vmx_update_hv_timer writes 0xFFFFFFFF when soft-disabling; the timer counts at TSC &gt;&gt; 5 (IA32_VMX_MISC[4:0] = 5).</summary>
+    public const ulong SoftDisabledSpan = 0xFFFFFFFFUL << 5;
+
+    private readonly VcpuContext _ctx;
+    private readonly IActorRef _lapic;
+    private IActorRef _runLoop = ActorRefs.Nobody;
+
+    private RunFlags _flags;
+    private EventInjection? _injection;
+    private bool _irqWindow;
+    private bool _nmiWindow;
+    private bool _reentry;
+    private bool _softDisabled;
+    private ulong _hvProgrammed = VcpuShared.NoDeadline;
+    private VmExit _lastExit;
+    private bool _awaitingLapic;
+    private int _pendingLapicReplies;
+    private long _requestsAtCheck;
+    private int _modeAtCheck;
+
+    public VcpuActor(VcpuContext ctx, IActorRef lapic)
+    {
+        _ctx = ctx;
+        _lapic = lapic;
+        Receive<Run>(OnRun);
+        Receive<Reenter>(_ => OnReenter());
+        Receive<LapicProtocol.RegisterAccessed>(_ =>
+        {
+            // The LAPIC has applied the fastpath write (IRR, request and kick already done), so
+            // the E10 re-check sees what it caused, as when KVM delivers the ICR write synchronously.
+            if (--_pendingLapicReplies == 0 && _awaitingLapic)
+            {
+                _awaitingLapic = false;
+                OnReenter();
+            }
+        });
+    }
+
+    public static Props Props(VcpuContext ctx, IActorRef lapic) => Akka.Actor.Props.Create(() => new VcpuActor(ctx, lapic));
+
+    /// <summary>True while vmx_update_hv_timer has the timer soft-disabled (for tests).</summary>
+    internal bool SoftDisabled => _softDisabled;
+
+    private VcpuShared Shared => _ctx.Shared;
+
+    private void OnRun(Run run)
+    {
+        _runLoop = Sender;
+
+        // E5: store-release IN_GUEST_MODE, then a full barrier so the re-check below cannot be
+        // reordered before it (pairs with the barrier in make_request + kick).
+        Shared.Mode.Set(ModeWord.InGuestMode);
+        Interlocked.MemoryBarrier();
+        _ctx.Options.Faults?.Delay();
+
+        // E7: kvm_vcpu_exit_request. Any request or EXITING refuses the entry (I2).
+        _requestsAtCheck = Shared.Requests;
+        _modeAtCheck = Shared.Mode.Read();
+        if (Shared.ExitRequest && _ctx.Options.Faults?.SkipEntryRecheck != true)
+        {
+            Shared.Mode.Set(ModeWord.OutsideGuestMode);
+            _ctx.Counters.Add(ref _ctx.Counters.EntriesCancelled);
+            _ctx.Options.Observer?.EntryCancelled(_ctx.Id, _requestsAtCheck, _modeAtCheck);
+            _runLoop.Tell(new EntryCancelled(run.Force, run.Injection));
+            return;
+        }
+
+        // E8: force_immediate_exit → FORCE flag and KVM_REQ_EVENT, after E7 so it cannot cancel
+        // this entry; it does make the E10 re-check fail, so the inner loop enters once (I5, I7).
+        _flags = run.Force ? RunFlags.ForceImmediateExit : RunFlags.None;
+        if (run.Force)
+        {
+            Shared.MakeRequest(KvmRequest.Event);
+        }
+
+        _injection = run.Injection;
+        _irqWindow = run.InterruptWindow;
+        _nmiWindow = run.NmiWindow;
+        _reentry = false;
+        EnterOnce();
+    }
+
+    private void OnReenter()
+    {
+        // E10 step 4, repeated after the mailbox turn: an exit request ends the inner loop.
+        _requestsAtCheck = Shared.Requests;
+        _modeAtCheck = Shared.Mode.Read();
+        if (Shared.ExitRequest && _ctx.Options.Faults?.SkipEntryRecheck != true)
+        {
+            LeaveGuest(_lastExit, FastpathResult.ExitHandled, forced: false);
+            return;
+        }
+
+        EnterOnce();
+    }
+
+    /// <summary>One vmx_vcpu_run.</summary>
+    private void EnterOnce()
+    {
+        var cpu = _ctx.Cpu;
+        var counters = _ctx.Counters;
+        var force = (_flags & RunFlags.ForceImmediateExit) != 0;
+        var method = _ctx.Options.ImmediateExit;
+        if (_ctx.Trace.Entry)
+        {
+            _ctx.Trace.KvmEntry(_ctx.Id, cpu.Rip, force);
+        }
+
+        counters.Add(ref counters.Entries);
+        if (force && _reentry)
+        {
+            counters.Add(ref counters.SecondForcedEntryInInnerLoop);
+        }
+
+        var deadline = ProgramPreemptionTimer(force);
+        if (force && method == ImmediateExitMethod.SelfIpi)
+        {
+            SendSelfIpi();
+        }
+
+        _ctx.Options.Observer?.Entry(_ctx.Id, _requestsAtCheck, _modeAtCheck, force, _reentry);
+        var exit = cpu.Run(new VmEntry(deadline, _injection, _irqWindow, _nmiWindow, _ctx.Options.SliceInstructions));
+        _injection = null;
+        counters.Add(ref counters.InstructionsRetired, exit.InstructionsRetired);
+        counters.CountExit(exit.Reason);
+        if (force)
+        {
+            counters.CountForced(method, exit.InstructionsRetired);
+        }
+
+        if (_ctx.Trace.Exit)
+        {
+            _ctx.Trace.KvmExit(_ctx.Id, exit, cpu.Rip);
+        }
+
+        var fp = Fastpath(ref exit, force);
+        _lastExit = exit;
+        _ctx.Options.Observer?.Exit(_ctx.Id, exit, fp, force);
+        if (fp == FastpathResult.ReenterGuest)
+        {
+            // E10: re-check before re-entering; run_flags are cleared for the next entry.
+            _requestsAtCheck = Shared.Requests;
+            _modeAtCheck = Shared.Mode.Read();
+            if (Shared.ExitRequest && _ctx.Options.Faults?.SkipEntryRecheck != true)
+            {
+                LeaveGuest(exit, FastpathResult.ExitHandled, force);
+                return;
+            }
+
+            _flags = RunFlags.None;
+            _reentry = true;
+            if (_pendingLapicReplies > 0)
+            {
+                _awaitingLapic = true; // OnReenter when the LAPIC has applied the write
+            }
+            else
+            {
+                Self.Tell(Reenter.Instance);
+            }
+
+            return;
+        }
+
+        LeaveGuest(exit, fp, force);
+    }
+
+    /// <summary>E11: OUTSIDE_GUEST_MODE, then the run loop handles the exit (E12).</summary>
+    private void LeaveGuest(VmExit exit, FastpathResult fp, bool forced)
+    {
+        Shared.Mode.Set(ModeWord.OutsideGuestMode);
+        _runLoop.Tell(new VcpuExited(exit, fp, forced));
+    }
+
+    /// <summary>
+    /// vmx_update_hv_timer(force): 0 when forced; the LAPIC's hv deadline when offloaded;
+    /// otherwise soft-disabled, armed at 0xFFFFFFFF (scaled) so a spurious expiry stays possible.
+    /// Without the preemption timer (self-IPI method) there is no deadline at all.
+    /// </summary>
+    private ulong ProgramPreemptionTimer(bool force)
+    {
+        if (_ctx.Options.ImmediateExit != ImmediateExitMethod.PreemptionTimer)
+        {
+            return ulong.MaxValue;
+        }
+
+        _hvProgrammed = VcpuShared.NoDeadline;
+        if (force)
+        {
+            _softDisabled = false;
+            return 0;
+        }
+
+        var hv = Shared.HvDeadline;
+        if (hv != VcpuShared.NoDeadline)
+        {
+            _softDisabled = false;
+            _hvProgrammed = hv;
+            return hv == 0 ? 1 : hv; // 0 would mean "forced"; an already-due deadline still exits at once
+        }
+
+        _softDisabled = true;
+        return _ctx.Cpu.Clock.ReadTsc() + SoftDisabledSpan;
+    }
+
+    /// <summary>
+    /// smp_send_reschedule(self) with IRQs off: the IPI is already in flight when the guest starts.
+    /// Here another thread performs the kick's CAS IN→EXITING, so some guest instructions may
+    /// retire first; the statistics' leak histogram measures how many.
+    /// </summary>
+    private void SendSelfIpi() =>
+        ThreadPool.UnsafeQueueUserWorkItem(static mode => mode.TryExit(), Shared.Mode, preferLocal: false);
+
+    /// <summary>vmx_exit_handlers_fastpath(force). May replace <paramref name="exit"/> when completing an instruction ran into another exit.</summary>
+    private FastpathResult Fastpath(ref VmExit exit, bool force)
+    {
+        if (Shared.L2Active && exit.Reason != ExitReason.PreemptionTimer)
+        {
+            return FastpathResult.None;
+        }
+
+        switch (exit.Reason)
+        {
+            case ExitReason.PreemptionTimer:
+                return Count(FastpathHandler.PreemptionTimer, PreemptionTimerFastpath(force));
+            case ExitReason.MsrWrite:
+                return MsrWriteFastpath(ref exit);
+            case ExitReason.Hlt:
+                return Count(FastpathHandler.Hlt, HltFastpath(ref exit));
+            default:
+                return FastpathResult.None;
+        }
+    }
+
+    private FastpathResult Count(FastpathHandler handler, FastpathResult result)
+    {
+        _ctx.Counters.CountFastpath(handler, result);
+        return result;
+    }
+
+    /// <summary>handle_fastpath_preemption_timer, in the order of Linux 6.9 ([S2]).</summary>
+    private FastpathResult PreemptionTimerFastpath(bool force)
+    {
+        // 1. A soft-disabled timer's expiry is spurious: nothing to do.
+        if (_softDisabled)
+        {
+            return FastpathResult.ReenterGuest;
+        }
+
+        // 2. A forced immediate exit has nothing to emulate, for L1 and L2 alike (I6).
+        if (force)
+        {
+            return FastpathResult.ExitHandled;
+        }
+
+        // 3. With L2 active, emulating the guest's timer may need a nested VM-exit: slowpath.
+        if (Shared.L2Active)
+        {
+            return FastpathResult.None;
+        }
+
+        // 4. kvm_lapic_expired_hv_timer: cancel the hv deadline and expire it into the LAPIC.
+        if (_hvProgrammed != VcpuShared.NoDeadline && Shared.TryCancelHvDeadline(_hvProgrammed))
+        {
+            _lapic.Tell(new LapicProtocol.HvTimerExpired(_hvProgrammed));
+        }
+
+        return FastpathResult.ReenterGuest;
+    }
+
+    /// <summary>handle_fastpath_set_msr_irqoff: x2APIC ICR (x2APIC mode only) and TSC_DEADLINE (hv timer usable).</summary>
+    private FastpathResult MsrWriteFastpath(ref VmExit exit)
+    {
+        var cpu = _ctx.Cpu;
+        var index = (uint)exit.Qualification; // ECX
+        FastpathHandler handler;
+        var value = exit.Value; // EDX:EAX
+        if (index == Msr.X2ApicIcr && (cpu.ApicBase & MsrApicBase.X2Apic) != 0 && (value & 0xFFF3_2000UL) == 0)
+        {
+            // Reserved ICR bits (31:20, 17:16, 13) #GP: leave those to the slowpath.
+            handler = FastpathHandler.X2ApicIcr;
+        }
+        else if (index == Msr.TscDeadline && _ctx.Options.EffectiveTimer == TimerBackend.Hv)
+        {
+            handler = FastpathHandler.TscDeadline;
+        }
+        else
+        {
+            return FastpathResult.None;
+        }
+
+        // The write goes to the LAPIC, and the inner loop re-enters only after its reply: mode
+        // stays IN meanwhile (as in KVM's fastpath), so a kick is still seen by the E10 re-check.
+        _lapic.Tell(new LapicProtocol.WriteMsr(index, value, Reply: true));
+        _pendingLapicReplies++;
+        if (cpu.Complete() is { } next)
+        {
+            exit = next;
+            return Count(handler, FastpathResult.None);
+        }
+
+        return Count(handler, FastpathResult.ReenterGuest);
+    }
+
+    /// <summary>handle_fastpath_hlt (6.12+): emulate the halt; re-enter if an event is already there.</summary>
+    private FastpathResult HltFastpath(ref VmExit exit)
+    {
+        var cpu = _ctx.Cpu;
+        if (cpu.Complete() is { } next)
+        {
+            exit = next;
+            return FastpathResult.None;
+        }
+
+        if (HasEvents())
+        {
+            cpu.Halted = false;
+            return FastpathResult.ReenterGuest;
+        }
+
+        return FastpathResult.ExitHandled;
+    }
+
+    /// <summary>
+    /// kvm_vcpu_has_events as far as the vendor layer can see it from shared state: INIT/SIPI,
+    /// a queued or requested NMI, an injectable IRQ with interrupts allowed. Exceptions and
+    /// already-pending NMIs are the run loop's and were injected before this entry.
+    /// </summary>
+    private bool HasEvents()
+    {
+        var cpu = _ctx.Cpu;
+        return Shared.ApicEvents != 0
+            || Shared.NmiQueued != 0
+            || Shared.TestRequest(KvmRequest.Nmi)
+            || (Shared.HighestDeliverable >= 0 && cpu.IF && !cpu.InterruptShadow);
+    }
+}

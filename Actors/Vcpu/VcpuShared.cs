@@ -1,0 +1,237 @@
+using ActorVm.Hardware.X86;
+using Akka.Actor;
+
+namespace ActorVm.Actors.Vcpu;
+
+/// <summary>
+/// The per-vCPU state that other threads touch while the vCPU may be running a guest slice:
+/// KVM's <c>vcpu-&gt;requests</c>, <c>vcpu-&gt;mode</c>, the blocked/wait state, and the few
+/// LAPIC facts the run loop needs without a round trip (the hv-timer deadline, the highest
+/// deliverable vector, queued NMIs, pending INIT/SIPI). Every field is read and written with
+/// Volatile or Interlocked only (spec §3, §12): a slice cannot read its mailbox, so requests
+/// never travel only as messages.
+/// </summary>
+public sealed class VcpuShared
+{
+    public const ulong NoDeadline = ulong.MaxValue;
+
+    /// <summary>kvm_apic_accept_events' pending_events bits (KVM_APIC_INIT, KVM_APIC_SIPI).</summary>
+    public const int ApicInit = 1, ApicSipi = 2;
+
+    private long _requests;
+    private int _blocked;
+    private int _wakeQueued;
+    private long _hvDeadline = unchecked((long)NoDeadline);
+    private int _highestIrr = -1;
+    private int _nmiQueued;
+    private int _apicEvents;
+    private int _sipiVector;
+    private int _l2Active;
+    private int _nestedEventPending;
+    private int _signalPending;
+    private int _timerArmed;
+    private long _wakeups;
+
+    public VcpuShared(int id, ModeWord mode)
+    {
+        Id = id;
+        Mode = mode;
+    }
+
+    public int Id { get; }
+
+    /// <summary>vcpu->mode; the interpreter polls the same object (Cpu.ModeWord).</summary>
+    public ModeWord Mode { get; }
+
+    /// <summary>Who receives the wake-up message of a blocked vCPU (its run-loop actor).</summary>
+    public IActorRef? RunLoop { get; set; }
+
+    /// <summary>Counts every make_request by bit, for statistics.</summary>
+    public long[] RequestsMade { get; } = new long[64];
+
+    public long Requests => Volatile.Read(ref _requests);
+
+    // ---- requests (kvm_make_request / kvm_check_request / kvm_request_pending) ----
+
+    /// <summary>kvm_make_request: a write barrier publishes the payload, then the bit is set atomically.</summary>
+    public void MakeRequest(int bit)
+    {
+        Interlocked.MemoryBarrier();
+        Interlocked.Or(ref _requests, 1L << bit);
+        Interlocked.Increment(ref RequestsMade[bit]);
+    }
+
+    /// <summary>kvm_check_request: test-and-clear, then a full barrier so the payload is read after the bit.</summary>
+    public bool CheckRequest(int bit)
+    {
+        var mask = 1L << bit;
+        if ((Volatile.Read(ref _requests) & mask) == 0)
+        {
+            return false;
+        }
+
+        Interlocked.And(ref _requests, ~mask);
+        Interlocked.MemoryBarrier();
+        return true;
+    }
+
+    /// <summary>kvm_clear_request.</summary>
+    public void ClearRequest(int bit) => Interlocked.And(ref _requests, ~(1L << bit));
+
+    public bool TestRequest(int bit) => (Volatile.Read(ref _requests) & (1L << bit)) != 0;
+
+    /// <summary>kvm_request_pending: a plain (volatile) read of the whole word.</summary>
+    public bool RequestPending => Volatile.Read(ref _requests) != 0;
+
+    /// <summary>
+    /// kvm_vcpu_exit_request (E7/E10): EXITING, or any request bit set. Resched/signal work has
+    /// no counterpart: the actor's mailbox is served between slices anyway.
+    /// </summary>
+    public bool ExitRequest => Mode.Read() == ModeWord.ExitingGuestMode || RequestPending || SignalPending;
+
+    /// <summary>
+    /// The "signal pending" of the host task (pause or stop from the VM actor): not a request,
+    /// but it refuses entries (E7), wakes a blocked vCPU (kvm_vcpu_check_block) and makes vcpu_run return.
+    /// </summary>
+    public bool SignalPending => Volatile.Read(ref _signalPending) != 0;
+
+    /// <summary>Raises or clears the signal; raising it kicks like a signal's IPI would.</summary>
+    public void SetSignal(bool pending)
+    {
+        Volatile.Write(ref _signalPending, pending ? 1 : 0);
+        if (pending)
+        {
+            Kick();
+        }
+    }
+
+    /// <summary>
+    /// Clears the hv-timer deadline if it still is <paramref name="expected"/> (the deadline the
+    /// entry was programmed with): the LAPIC may have published a newer one meanwhile.
+    /// </summary>
+    public bool TryCancelHvDeadline(ulong expected) =>
+        Interlocked.CompareExchange(ref _hvDeadline, unchecked((long)NoDeadline), (long)expected) == (long)expected;
+
+    // ---- kick and block (kvm_vcpu_kick, kvm_vcpu_wake_up, kvm_vcpu_block) ----
+
+    /// <summary>
+    /// kvm_vcpu_kick: a blocked vCPU is woken (a message to its run loop) and nothing else;
+    /// otherwise full barrier and CAS IN→EXITING, which ends the running slice at its next block
+    /// boundary. Callers make the request (or update the state it covers) first.
+    /// </summary>
+    public void Kick()
+    {
+        if (TryWake())
+        {
+            return;
+        }
+
+        Interlocked.MemoryBarrier();
+        Mode.TryExit();
+    }
+
+    /// <summary>kvm_vcpu_wake_up: true if the vCPU was blocked (a wake message is queued at most once).</summary>
+    public bool TryWake()
+    {
+        Interlocked.MemoryBarrier();
+        if (Volatile.Read(ref _blocked) == 0)
+        {
+            return false;
+        }
+
+        if (Interlocked.Exchange(ref _wakeQueued, 1) == 0)
+        {
+            RunLoop?.Tell(ActorVm.Actors.RunLoop.RunLoopProtocol.Wake.Instance);
+        }
+
+        return true;
+    }
+
+    public bool Blocked => Volatile.Read(ref _blocked) != 0;
+
+    /// <summary>Run loop only: publishes "blocked" before its final check_block (prepare_to_rcuwait + set_current_state).</summary>
+    public void EnterBlocked()
+    {
+        Volatile.Write(ref _wakeQueued, 0);
+        Interlocked.Exchange(ref _blocked, 1);
+    }
+
+    /// <summary>Published by the LAPIC owner: its timer is armed (either backend).</summary>
+    public bool TimerArmed
+    {
+        get => Volatile.Read(ref _timerArmed) != 0;
+        set => Volatile.Write(ref _timerArmed, value ? 1 : 0);
+    }
+
+    /// <summary>How many times the vCPU left the blocked state (for quiescence detection).</summary>
+    public long BlockEpoch => Interlocked.Read(ref _wakeups);
+
+    /// <summary>Run loop only: finish_rcuwait.</summary>
+    public void LeaveBlocked()
+    {
+        Interlocked.Increment(ref _wakeups);
+        Interlocked.Exchange(ref _blocked, 0);
+        Volatile.Write(ref _wakeQueued, 0);
+    }
+
+    /// <summary>Run loop only: the wake message was consumed; a later kick may send another.</summary>
+    public void WakeConsumed() => Volatile.Write(ref _wakeQueued, 0);
+
+    // ---- LAPIC-published facts ----
+
+    /// <summary>hv_deadline_tsc in guest TSC (the LAPIC publishes it when its timer is offloaded), or <see cref="NoDeadline"/>.</summary>
+    public ulong HvDeadline
+    {
+        get => (ulong)Volatile.Read(ref _hvDeadline);
+        set => Volatile.Write(ref _hvDeadline, (long)value);
+    }
+
+    /// <summary>apic_has_interrupt: the highest IRR vector above PPR, or -1. Published by the LAPIC owner before its request and kick.</summary>
+    public int HighestDeliverable
+    {
+        get => Volatile.Read(ref _highestIrr);
+        set => Volatile.Write(ref _highestIrr, value);
+    }
+
+    /// <summary>nmi_queued (atomic_inc by the sender, drained by process_nmi).</summary>
+    public void QueueNmi() => Interlocked.Increment(ref _nmiQueued);
+
+    public int NmiQueued => Volatile.Read(ref _nmiQueued);
+
+    public int TakeQueuedNmis() => Interlocked.Exchange(ref _nmiQueued, 0);
+
+    /// <summary>INIT replaces any pending SIPI (spec §8.3: pending_events = {INIT}).</summary>
+    public void PostInit() => Interlocked.Exchange(ref _apicEvents, ApicInit);
+
+    /// <summary>SIPI: store the vector, write barrier, then set the bit.</summary>
+    public void PostSipi(byte vector)
+    {
+        Volatile.Write(ref _sipiVector, vector);
+        Interlocked.MemoryBarrier();
+        Interlocked.Or(ref _apicEvents, ApicSipi);
+    }
+
+    public int ApicEvents => Volatile.Read(ref _apicEvents);
+
+    public int TakeApicEvents(out byte sipiVector)
+    {
+        var events = Interlocked.Exchange(ref _apicEvents, 0);
+        Interlocked.MemoryBarrier();
+        sipiVector = (byte)Volatile.Read(ref _sipiVector);
+        return events;
+    }
+
+    /// <summary>is_guest_mode: no nested guests yet, but the fastpath rules that depend on it stay testable.</summary>
+    public bool L2Active
+    {
+        get => Volatile.Read(ref _l2Active) != 0;
+        set => Volatile.Write(ref _l2Active, value ? 1 : 0);
+    }
+
+    /// <summary>A pending nested event (kvm_x86_ops.nested_ops->has_events): forces an immediate exit (§5 step 7).</summary>
+    public bool NestedEventPending
+    {
+        get => Volatile.Read(ref _nestedEventPending) != 0;
+        set => Volatile.Write(ref _nestedEventPending, value ? 1 : 0);
+    }
+}

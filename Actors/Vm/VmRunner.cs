@@ -1,0 +1,112 @@
+using ActorVm.Actors.Lapic;
+using ActorVm.Hardware;
+using Akka.Actor;
+using Akka.Configuration;
+
+namespace ActorVm.Actors.Vm;
+
+/// <summary>The host's entry point: build a machine, run it under the actor system, return the result.</summary>
+public static class VmRunner
+{
+    /// <summary>
+    /// The dispatchers vCPU actors use: a ForkJoinDispatcher with one thread per host core and
+    /// throughput 1 (a slice per turn, so many vCPUs share few cores), or one pinned thread each.
+    /// </summary>
+    public static Config DispatcherConfig { get; } = ConfigurationFactory.ParseString($$"""
+        actorvm.vcpu-dispatcher {
+          type = ForkJoinDispatcher
+          throughput = 1
+          dedicated-thread-pool {
+            thread-count = {{Math.Max(1, Environment.ProcessorCount)}}
+            threadtype = background
+          }
+        }
+        actorvm.vcpu-pinned-dispatcher {
+          type = PinnedDispatcher
+        }
+        """);
+
+    private static Config SystemConfig { get; } = ConfigurationFactory.ParseString("""
+        akka {
+          loggers = ["Akka.Logger.Serilog.SerilogLogger, Akka.Logger.Serilog"]
+          loglevel = WARNING
+          stdout-loglevel = WARNING
+          log-dead-letters = off
+          log-dead-letters-during-shutdown = off
+        }
+        """).WithFallback(DispatcherConfig);
+
+    /// <summary>Builds a bare machine from <paramref name="options"/> (devices come from <see cref="VmOptions.Load"/>) and runs it.</summary>
+    public static async Task<VmResult> RunAsync(VmOptions options, CancellationToken cancellationToken = default)
+    {
+        using var machine = new Machine(new MachineConfig(options.Vcpus, options.MemoryMiB, options.TscHz), options.Clock);
+        return await RunAsync(machine, options, cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// Runs a machine someone else built and loaded (e.g. <see cref="Machine.CreatePc"/> plus the
+    /// Multiboot loader); <see cref="VmOptions.Vcpus"/>/<see cref="VmOptions.MemoryMiB"/>/clock are
+    /// the machine's. Its debug-exit device, if any, ends the VM. The machine is not disposed.
+    /// </summary>
+    public static async Task<VmResult> RunAsync(Machine machine, VmOptions options, CancellationToken cancellationToken = default)
+    {
+        var result = new TaskCompletionSource<VmResult>(TaskCreationOptions.RunContinuationsAsynchronously);
+        var control = new VmControl();
+        if (machine.DebugExit is { } debugExit)
+        {
+            control.ShutdownOn(debugExit);
+        }
+
+        options.Load?.Invoke(machine, control);
+
+        using var timer = new HostTimer(machine.Clock);
+        var system = ActorSystem.Create("actorvm", SystemConfig);
+        try
+        {
+            var vm = system.ActorOf(VmActor.Props(machine, options, result, timer), "vm");
+            control.Attach(vm);
+            vm.Tell(VmProtocol.StartVm.Instance);
+
+            using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+            timeout.CancelAfter(options.Timeout);
+            await using (timeout.Token.Register(() => vm.Tell(cancellationToken.IsCancellationRequested
+                ? new VmProtocol.StopVm(VmExitKind.Cancelled, 130, "cancelled")
+                : new VmProtocol.StopVm(VmExitKind.Timeout, 124, $"timeout after {options.Timeout}"))))
+            {
+                return await result.Task.ConfigureAwait(false);
+            }
+        }
+        finally
+        {
+            // Terminate waits for running slices (bounded by the instruction budget) before the
+            // machine's memory can be released.
+            await system.Terminate().WaitAsync(TimeSpan.FromSeconds(10), CancellationToken.None).ConfigureAwait(false);
+        }
+    }
+
+    private sealed class VmControl : IVmControl
+    {
+        private IActorRef? _vm;
+        private (int Code, string Reason)? _early;
+
+        public void Attach(IActorRef vm)
+        {
+            _vm = vm;
+            if (_early is { } e)
+            {
+                Shutdown(e.Code, e.Reason);
+            }
+        }
+
+        public void Shutdown(int exitCode, string reason)
+        {
+            if (_vm is null)
+            {
+                _early = (exitCode, reason);
+                return;
+            }
+
+            _vm.Tell(new VmProtocol.StopVm(VmExitKind.Shutdown, exitCode, reason));
+        }
+    }
+}
