@@ -163,7 +163,7 @@ public sealed partial class Cpu
             FlagOp.Inc or FlagOp.Dec => _lazyCarryIn,
             FlagOp.Neg => _lazyB != 0,
             FlagOp.Shl => ((_lazyA >> ((_lazySize * 8) - (int)_lazyB)) & 1) != 0,
-            FlagOp.Shr or FlagOp.Sar => ((_lazyA >> ((int)_lazyB)) & 1) != 0,
+            FlagOp.Shr or FlagOp.Sar => ((_lazyA >> ((int)_lazyB - 1)) & 1) != 0,
             _ => false,
         };
     }
