@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The actor-layer figures of the suite (tests/ActorVm.Benchmarks ActorProbes and ScaleProbe):
 # fastpath ICR re-entry, slowpath OUT round trip, IPI latency to a running and to a halted
-# vCPU, self-IPI cost by forced-exit method, and vCPU scale (start-up, broadcast-IPI wake,
-# IPI throughput, managed memory per idle vCPU). Writes bench/results/actors.txt, scale.txt
+# vCPU, self-IPI cost by forced-exit method, timer lateness (hv and sw), and vCPU scale (start-up, broadcast-IPI wake,
+# IPI throughput, managed memory per idle vCPU). Writes bench/results/actors.txt, timer.txt, scale.txt
 # and, with gnuplot, scale.png (wake time and IPI throughput against vCPU count).
 #
 #   bench/actors.sh                    # 3 rounds per probe; scale at 1..4096 vCPUs
@@ -18,6 +18,7 @@ dotnet build "$ROOT/tests/ActorVm.Benchmarks" -c Release -v q -nologo >&2
 BENCH="dotnet $ROOT/tests/ActorVm.Benchmarks/bin/Release/net10.0/ActorVm.Benchmarks.dll"
 
 $BENCH actors all-probes "$ROUNDS" 2>/dev/null | tee "$OUT/actors.txt"
+$BENCH actors timer "$ROUNDS" 2>/dev/null | tee "$OUT/timer.txt"
 # shellcheck disable=SC2086
 $BENCH actors scale $VCPUS 2>/dev/null | tee "$OUT/scale.txt"
 

@@ -11,7 +11,7 @@ namespace ActorVm.Benchmarks;
 /// the cost per operation is Δwall / ΔN, so VM start-up and shutdown cancel out. Each run's
 /// statistics are checked (the operation really went through the path it is named for).
 /// <c>actors [probe|all-probes] [rounds]</c>; probes: icr-fastpath, io-slowpath, ipi-running, ipi-halted,
-/// self-ipi, scale. Prints one line per probe: median, min and max ns per operation.
+/// self-ipi-timer, self-ipi-ipi, timer (TimerProbe), scale (ScaleProbe). Prints one line per probe: median, min and max ns per operation.
 /// </summary>
 public static class ActorProbes
 {
@@ -39,6 +39,11 @@ public static class ActorProbes
     {
         var only = args.Length > 1 && args[1] != "all-probes" ? args[1] : null;
         var rounds = args.Length > 2 ? int.Parse(args[2]) : 3;
+        if (only == "timer")
+        {
+            return TimerProbe.Run(args.Length > 2 ? int.Parse(args[2]) : 3);
+        }
+
         if (only == "scale")
         {
             return Scale(args.Skip(2).Select(int.Parse).DefaultIfEmpty(0).Where(x => x > 0).ToArray());
