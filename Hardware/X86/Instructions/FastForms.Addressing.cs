@@ -48,7 +48,24 @@ internal static unsafe partial class FastForms
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static ulong LeanLinear(Cpu cpu, ref Instruction ins) =>
-        cpu.Linear((SegReg)(ins.MemorySegment - Register.ES), LeanEa(cpu, ref ins));
+        cpu.Linear(LeanSegment(ref ins), LeanEa(cpu, ref ins));
+
+    /// <summary>
+    /// The segment of a memory operand: the override prefix, else SS for an rSP or rBP base and
+    /// DS otherwise (SDM vol. 1 3.7.4.1), what Iced's MemorySegment computes, but small enough
+    /// to inline (the property is a call in every load and store).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static SegReg LeanSegment(ref Instruction ins)
+    {
+        var prefix = ins.SegmentPrefix;
+        if (prefix != Register.None)
+        {
+            return (SegReg)(prefix - Register.ES);
+        }
+
+        return ins.MemoryBase is Register.ESP or Register.EBP or Register.RSP or Register.RBP ? SegReg.SS : SegReg.DS;
+    }
 
     private static nint SelectAddressing(in Instruction ins)
     {

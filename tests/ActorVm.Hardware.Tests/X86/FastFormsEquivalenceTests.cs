@@ -303,4 +303,45 @@ public class FastFormsEquivalenceTests
             .Select(i => i.ToString()).Distinct().ToList();
         Assert.Empty(generic);
     }
+
+    /// <summary>The fast forms' inlined segment choice must be Iced's MemorySegment for every base and override.</summary>
+    [Theory]
+    [InlineData(32)]
+    [InlineData(64)]
+    public void LeanSegmentIsTheMemorySegment(int bitness)
+    {
+        var a = new Assembler(bitness);
+        AssemblerRegister32[] bases32 = [eax, ecx, edx, ebx, esp, ebp, esi, edi];
+        AssemblerRegister64[] bases64 = [rax, rcx, rdx, rbx, rsp, rbp, rsi, rdi, r8, r12, r13, r15];
+        AssemblerMemoryOperandFactory[] prefixes =
+            [__dword_ptr, __dword_ptr.es, __dword_ptr.cs, __dword_ptr.ss, __dword_ptr.ds, __dword_ptr.fs, __dword_ptr.gs];
+        foreach (var m in prefixes)
+        {
+            foreach (var b in bases32)
+            {
+                a.mov(eax, m[b + 8]);
+            }
+
+            if (bitness == 64)
+            {
+                foreach (var b in bases64)
+                {
+                    a.mov(eax, m[b + 8]);
+                }
+            }
+        }
+
+        var stream = new MemoryStream();
+        a.Assemble(new StreamCodeWriter(stream), 0x8000);
+        var decoder = Iced.Intel.Decoder.Create(bitness, stream.ToArray(), 0x8000);
+        var checkedCount = 0;
+        while (decoder.IP < 0x8000 + (ulong)stream.Length)
+        {
+            var ins = decoder.Decode();
+            Assert.Equal((SegReg)(ins.MemorySegment - Register.ES), ActorVm.Hardware.X86.Instructions.FastForms.LeanSegment(ref ins));
+            checkedCount++;
+        }
+
+        Assert.Equal(bitness == 64 ? 7 * 20 : 7 * 8, checkedCount);
+    }
 }
