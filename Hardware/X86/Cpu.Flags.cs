@@ -62,9 +62,14 @@ public sealed partial class Cpu
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public void SetLazyKeepCarry(FlagOp op, int size, ulong a, ulong res)
     {
-        var cf = CF;
+        // After another INC/DEC the kept carry is already in the carry-in slot (a DEC/JNZ loop
+        // never evaluates CF).
+        if (_lazyOp is not (FlagOp.Inc or FlagOp.Dec))
+        {
+            _lazyCarryIn = CF;
+        }
+
         SetLazy(op, size, a, 1, res);
-        _lazyCarryIn = cf;
     }
 
     /// <summary>For ADC/SBB: the carry that went in.</summary>

@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using Iced.Intel;
 using ActorVm.Hardware.Memory;
 
@@ -107,6 +108,7 @@ internal sealed class DecodeCache
         return next;
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static bool IsCurrent(Block b, GuestMemory mem) =>
         mem.CodeGeneration(b.Page1) == b.Gen1 && (b.Page2 == ulong.MaxValue || mem.CodeGeneration(b.Page2) == b.Gen2);
 

@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using Iced.Intel;
 
 namespace ActorVm.Hardware.X86.Instructions;
@@ -82,6 +83,14 @@ internal static unsafe partial class FastForms
         && (ins.Op0Kind == OpKind.Memory) != (ins.Op1Kind == OpKind.Memory)
         && LeanAddress(ins);
 
+    // The immediate of a reg-imm form without Instruction.GetImmediate's switch (a call on every
+    // execution): imm8 forms sign-extend the stored byte, the others store the full value.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static uint Imm32(ref Instruction ins) => ins.Op1Kind == OpKind.Immediate8to32 ? (uint)ins.Immediate8to32 : ins.Immediate32;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static ulong Imm64(ref Instruction ins) => ins.Op1Kind == OpKind.Immediate8to64 ? (ulong)ins.Immediate8to64 : (ulong)ins.Immediate32to64;
+
     private static int R32(Register r) => r - Register.EAX;
     private static int R64(Register r) => r - Register.RAX;
 
@@ -119,7 +128,7 @@ internal static unsafe partial class FastForms
     {
         ref var d = ref cpu.Gpr[R32(ins.Op0Register)];
         var a = (uint)d;
-        var b = (uint)ins.GetImmediate(1);
+        var b = Imm32(ref ins);
         var r = a + b;
         d = r;
         cpu.SetLazy(FlagOp.Add, 4, a, b, r);
@@ -129,7 +138,7 @@ internal static unsafe partial class FastForms
     {
         ref var d = ref cpu.Gpr[R64(ins.Op0Register)];
         var a = d;
-        var b = ins.GetImmediate(1);
+        var b = Imm64(ref ins);
         var r = a + b;
         d = r;
         cpu.SetLazy(FlagOp.Add, 8, a, b, r);
@@ -159,7 +168,7 @@ internal static unsafe partial class FastForms
     {
         ref var d = ref cpu.Gpr[R32(ins.Op0Register)];
         var a = (uint)d;
-        var b = (uint)ins.GetImmediate(1);
+        var b = Imm32(ref ins);
         var r = a - b;
         d = r;
         cpu.SetLazy(FlagOp.Sub, 4, a, b, r);
@@ -169,7 +178,7 @@ internal static unsafe partial class FastForms
     {
         ref var d = ref cpu.Gpr[R64(ins.Op0Register)];
         var a = d;
-        var b = ins.GetImmediate(1);
+        var b = Imm64(ref ins);
         var r = a - b;
         d = r;
         cpu.SetLazy(FlagOp.Sub, 8, a, b, r);
@@ -192,14 +201,14 @@ internal static unsafe partial class FastForms
     private static void CmpRI32(Cpu cpu, ref Instruction ins)
     {
         var a = (uint)cpu.Gpr[R32(ins.Op0Register)];
-        var b = (uint)ins.GetImmediate(1);
+        var b = Imm32(ref ins);
         cpu.SetLazy(FlagOp.Sub, 4, a, b, a - b);
     }
 
     private static void CmpRI64(Cpu cpu, ref Instruction ins)
     {
         var a = cpu.Gpr[R64(ins.Op0Register)];
-        var b = ins.GetImmediate(1);
+        var b = Imm64(ref ins);
         cpu.SetLazy(FlagOp.Sub, 8, a, b, a - b);
     }
 
@@ -222,7 +231,7 @@ internal static unsafe partial class FastForms
     private static void XorRI32(Cpu cpu, ref Instruction ins)
     {
         ref var d = ref cpu.Gpr[R32(ins.Op0Register)];
-        var r = (uint)d ^ (uint)ins.GetImmediate(1);
+        var r = (uint)d ^ Imm32(ref ins);
         d = r;
         cpu.SetLazy(FlagOp.Logic, 4, 0, 0, r);
     }
@@ -238,7 +247,7 @@ internal static unsafe partial class FastForms
     private static void AndRI32(Cpu cpu, ref Instruction ins)
     {
         ref var d = ref cpu.Gpr[R32(ins.Op0Register)];
-        var r = (uint)d & (uint)ins.GetImmediate(1);
+        var r = (uint)d & Imm32(ref ins);
         d = r;
         cpu.SetLazy(FlagOp.Logic, 4, 0, 0, r);
     }
