@@ -27,6 +27,12 @@ public enum FlagOp : byte
     Inc,
     Dec,
     Neg,
+    /// <summary>SHL by a count of 1..size-1 (b holds the count): CF is the last bit out, OF = MSB xor CF, AF = 0.</summary>
+    Shl,
+    /// <summary>SHR by 1..size-1: CF is the last bit out, OF the original MSB for a count of 1, AF = 0.</summary>
+    Shr,
+    /// <summary>SAR by 1..size-1: CF is the last bit out, OF = 0, AF = 0.</summary>
+    Sar,
 }
 
 /// <summary>
@@ -56,9 +62,14 @@ public sealed partial class Cpu
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public void SetLazyKeepCarry(FlagOp op, int size, ulong a, ulong res)
     {
-        var cf = CF;
+        // After another INC/DEC the kept carry is already in the carry-in slot (a DEC/JNZ loop
+        // never evaluates CF).
+        if (_lazyOp is not (FlagOp.Inc or FlagOp.Dec))
+        {
+            _lazyCarryIn = CF;
+        }
+
         SetLazy(op, size, a, 1, res);
-        _lazyCarryIn = cf;
     }
 
     /// <summary>For ADC/SBB: the carry that went in.</summary>
@@ -156,6 +167,8 @@ public sealed partial class Cpu
             FlagOp.Logic => false,
             FlagOp.Inc or FlagOp.Dec => _lazyCarryIn,
             FlagOp.Neg => _lazyB != 0,
+            FlagOp.Shl => ((_lazyA >> ((_lazySize * 8) - (int)_lazyB)) & 1) != 0,
+            FlagOp.Shr or FlagOp.Sar => ((_lazyA >> ((int)_lazyB - 1)) & 1) != 0,
             _ => false,
         };
     }
@@ -181,7 +194,7 @@ public sealed partial class Cpu
     public bool AF => _lazyOp switch
     {
         FlagOp.None => (_flags & Rflags.AF) != 0,
-        FlagOp.Logic => false,
+        FlagOp.Logic or FlagOp.Shl or FlagOp.Shr or FlagOp.Sar => false,
         _ => ((_lazyA ^ _lazyB ^ _lazyRes) & 0x10) != 0,
     };
 
@@ -191,6 +204,8 @@ public sealed partial class Cpu
         FlagOp.Add or FlagOp.Adc or FlagOp.Inc => ((_lazyA ^ _lazyRes) & (_lazyB ^ _lazyRes) & SignBit) != 0,
         FlagOp.Sub or FlagOp.Sbb or FlagOp.Dec => ((_lazyA ^ _lazyB) & (_lazyA ^ _lazyRes) & SignBit) != 0,
         FlagOp.Neg => _lazyRes == SignBit,
+        FlagOp.Shl => ((_lazyRes & SignBit) != 0) != CF,
+        FlagOp.Shr => _lazyB == 1 && (_lazyA & SignBit) != 0,
         _ => false,
     };
 

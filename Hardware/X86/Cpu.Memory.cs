@@ -28,6 +28,11 @@ public sealed unsafe partial class Cpu
         /// <summary>Host pointer to the page, or null when it is not plain RAM.</summary>
         public byte* Host;
         public bool Read, Write, Exec;
+        /// <summary>
+        /// Tag when a read (write) may go straight to <see cref="Host"/>, else 0: the fast
+        /// paths compare one word instead of tag, permission and pointer.
+        /// </summary>
+        public ulong HostReadTag, HostWriteTag;
     }
 
     private readonly TlbEntry[] _tlb = new TlbEntry[TlbSize];
@@ -55,7 +60,7 @@ public sealed unsafe partial class Cpu
         ref var e = ref _tlb[(linear >> 12) & (TlbSize - 1)];
         if (e.Tag == (linear >> 12) + 1)
         {
-            e.Tag = 0;
+            e.Tag = e.HostReadTag = e.HostWriteTag = 0;
         }
     }
 
@@ -95,7 +100,7 @@ public sealed unsafe partial class Cpu
         if ((la & 0xFFF) + (ulong)size <= 0x1000)
         {
             ref var e = ref _tlb[(la >> 12) & (TlbSize - 1)];
-            if (e.Tag == (la >> 12) + 1 && e.Read && e.Host != null)
+            if (e.HostReadTag == (la >> 12) + 1)
             {
                 var p = e.Host + (la & 0xFFF);
                 return size switch
@@ -117,7 +122,7 @@ public sealed unsafe partial class Cpu
         if ((la & 0xFFF) + (ulong)size <= 0x1000)
         {
             ref var e = ref _tlb[(la >> 12) & (TlbSize - 1)];
-            if (e.Tag == (la >> 12) + 1 && e.Write && e.Host != null)
+            if (e.HostWriteTag == (la >> 12) + 1)
             {
                 var p = e.Host + (la & 0xFFF);
                 switch (size)
@@ -311,6 +316,8 @@ public sealed unsafe partial class Cpu
         e.Read = true;
         e.Write = w;
         e.Exec = x;
+        e.HostReadTag = e.Host != null ? page + 1 : 0;
+        e.HostWriteTag = e.Host != null && w ? page + 1 : 0;
         return pa;
     }
 

@@ -1,4 +1,5 @@
 using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
 using Iced.Intel;
 
 namespace ActorVm.Hardware.X86;
@@ -93,7 +94,13 @@ public sealed unsafe partial class Cpu
                 return ExitNow(ExitReason.ExternalInterrupt);
             }
 
-            if (Step(InterruptShadow ? 1 : int.MaxValue) is { } exit)
+            // Chain blocks inside Step (it polls the kick line itself at every block boundary)
+            // up to the next budget or deadline check. A window exit or an interrupt shadow
+            // needs this loop's checks after every block, so those run one block per Step.
+            var chainUntil = entry.InterruptWindowExiting || entry.NmiWindowExiting || InterruptShadow
+                ? 0
+                : Math.Min(budget, nextDeadlineCheck);
+            if (Step(InterruptShadow ? 1 : int.MaxValue, chainUntil) is { } exit)
             {
                 return exit;
             }
@@ -125,7 +132,7 @@ public sealed unsafe partial class Cpu
         HasPendingInstruction = false;
         _mmioReplay = 0;
         var retiredBefore = _sliceRetired;
-        var exit = Step(1);
+        var exit = Step(1, 0);
         if (exit is { } e && HasPendingInstruction)
         {
             // The replay needed another exit (a read-modify-write on MMIO exits for the read,
@@ -153,8 +160,15 @@ public sealed unsafe partial class Cpu
 
     private VmExit ExitNow(ExitReason reason) => new(reason, InstructionsRetired: _sliceRetired);
 
-    /// <summary>Runs up to one block (at most <paramref name="maxInstructions"/>); returns an exit or null.</summary>
-    private VmExit? Step(int maxInstructions)
+    /// <summary>
+    /// Runs up to one block (at most <paramref name="maxInstructions"/>), then keeps following
+    /// the block's direct successor links while fewer than <paramref name="chainUntil"/>
+    /// instructions retired in this slice and no kick is pending; returns an exit or null.
+    /// </summary>
+    // Fully optimised from the first call: the chained loop runs for a whole slice, and the
+    // tiered JIT would otherwise run it as on-stack-replacement code for most of a short run.
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private VmExit? Step(int maxInstructions, long chainUntil)
     {
         var shadowBefore = InterruptShadow;
         _shadowRenewed = false;
@@ -164,35 +178,52 @@ public sealed unsafe partial class Cpu
             // A fetch fault on the block's first instruction is a fault at this RIP.
             _instrStart = Rip;
             var block = _decodeCache.Lookup(this);
-            var instructions = block.Instructions;
-            var handlers = block.Handlers;
-            var n = Math.Min(instructions.Length, maxInstructions);
-            _breakBlock = false;
-            for (var i = 0; i < n; i++)
+            while (true)
             {
-                ref var ins = ref instructions[i];
-                _instrStart = Rip;
-                Rip = ins.NextIP;
-                ((delegate*<Cpu, ref Instruction, void>)handlers[i])(this, ref ins);
-                if (_breakBlock)
+                var instructions = block.Instructions;
+                var handlers = block.Handlers;
+                var n = Math.Min(instructions.Length, maxInstructions);
+                _breakBlock = false;
+                // Handlers has the length of Instructions (DecodeCache builds them together):
+                // index it without a second bounds check.
+                ref var handler0 = ref MemoryMarshal.GetArrayDataReference(handlers);
+                for (var i = 0; i < n; i++)
                 {
-                    if (_pendingExit is { } exit)
+                    ref var ins = ref instructions[i];
+                    _instrStart = Rip;
+                    Rip = ins.NextIP;
+                    ((delegate*<Cpu, ref Instruction, void>)Unsafe.Add(ref handler0, i))(this, ref ins);
+                    if (_breakBlock)
                     {
-                        _pendingExit = null;
-                        Rip = _instrStart;
-                        HasPendingInstruction = true;
-                        Retire(retired);
-                        return exit with { InstructionsRetired = _sliceRetired };
+                        if (_pendingExit is { } exit)
+                        {
+                            _pendingExit = null;
+                            Rip = _instrStart;
+                            HasPendingInstruction = true;
+                            Retire(retired);
+                            return exit with { InstructionsRetired = _sliceRetired };
+                        }
+
+                        retired++;
+                        break;
                     }
 
                     retired++;
+                }
+
+                Retire(retired);
+                retired = 0;
+                if (_breakBlock || _sliceRetired >= chainUntil || ModeWord.Read() == ModeWord.ExitingGuestMode)
+                {
                     break;
                 }
 
-                retired++;
+                // Block boundary inside the chain: same polling as Run's loop (the kick above;
+                // budget and deadline through chainUntil), then the successor without a hash lookup.
+                _instrStart = Rip;
+                block = _decodeCache.Successor(this, block);
             }
 
-            Retire(retired);
             if (shadowBefore && !_shadowRenewed)
             {
                 InterruptShadow = false;

@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using Iced.Intel;
 using ActorVm.Hardware.Memory;
 
@@ -19,6 +20,12 @@ internal sealed class Block
 
     /// <summary>The translation epoch in which RIP → this block was last confirmed.</summary>
     public uint Epoch;
+
+    /// <summary>
+    /// Direct successor links (taken and fall-through of the final branch, or whatever followed
+    /// last): the chained slice loop tries these before the RIP-indexed lookup.
+    /// </summary>
+    public Block? Link0, Link1;
 }
 
 /// <summary>
@@ -73,6 +80,35 @@ internal sealed class DecodeCache
         return b;
     }
 
+    /// <summary>
+    /// The block at RIP after <paramref name="from"/> ran: one of its links when that is still
+    /// valid (same RIP, mode and translation epoch, code pages unchanged), else a full
+    /// <see cref="Lookup"/> whose result replaces the older link.
+    /// </summary>
+    public Block Successor(Cpu cpu, Block from)
+    {
+        var rip = cpu.Rip;
+        var epoch = cpu.TranslationEpoch;
+        var mem = cpu.Memory;
+        var l = from.Link0;
+        if (l is not null && l.Rip == rip && l.Epoch == epoch && l.Bitness == cpu.Bitness && IsCurrent(l, mem))
+        {
+            return l;
+        }
+
+        l = from.Link1;
+        if (l is not null && l.Rip == rip && l.Epoch == epoch && l.Bitness == cpu.Bitness && IsCurrent(l, mem))
+        {
+            return l;
+        }
+
+        var next = Lookup(cpu);
+        from.Link1 = from.Link0;
+        from.Link0 = next;
+        return next;
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static bool IsCurrent(Block b, GuestMemory mem) =>
         mem.CodeGeneration(b.Page1) == b.Gen1 && (b.Page2 == ulong.MaxValue || mem.CodeGeneration(b.Page2) == b.Gen2);
 

@@ -1,45 +1,53 @@
 using ActorVm.Hardware;
 using ActorVm.Hardware.Boot;
-using ActorVm.Hardware.Guests;
 using BenchmarkDotNet.Attributes;
-using static Iced.Intel.AssemblerRegisters;
 
 namespace ActorVm.Benchmarks;
 
 /// <summary>
-/// Guest MIPS of the interpreter on one vCPU (synchronous runner, no actors): the anchor loop of
-/// the performance issue (load, add, xor, shl, store, dec, jnz) in 32-bit protected mode, and a
-/// memory-heavy loop in 64-bit long mode through 4-level paging. Boot is done in the iteration
-/// setup; one operation is one guest instruction, so the reported time per op is ns/instruction
-/// and MIPS = 1000 / (ns per op).
+/// Guest MIPS of the interpreter on one vCPU (synchronous runner, no actors), one benchmark per
+/// loop of <see cref="BenchGuests"/>: the anchor integer loop (load, add, xor, shl, store, dec,
+/// jnz) in 32-bit protected mode, a memory loop in long mode through 4-level paging, a branchy
+/// loop and a call/ret loop. Boot is done in the iteration setup; one operation is one guest
+/// instruction of the loop, so the reported time per op is ns/instruction and
+/// MIPS = 1000 / (ns per op).
 /// </summary>
 [MemoryDiagnoser]
 public class GuestMipsBenchmarks
 {
     private const int Iterations = 2_000_000;
-    private const int MemoryIterations = 1_000_000;
-    private const int IntegerOps = Iterations * GuestPrograms.ComputeInstructionsPerIteration;
-    private const int MemoryOps = MemoryIterations * MemoryLoopInstructions;
-    private const int MemoryLoopInstructions = 7;
 
-    private static readonly byte[] ComputeImage = GuestPrograms.BuildCompute(Iterations);
-    private static readonly byte[] MemoryImage = BuildMemoryLoop();
+    private static readonly Dictionary<string, byte[]> Images =
+        BenchGuests.All.ToDictionary(g => g.Name, g => g.Build(Iterations));
+
     private Machine? _machine;
 
     [IterationSetup(Target = nameof(IntegerLoop))]
-    public void SetupInteger() => _machine = Boot(ComputeImage);
+    public void SetupInteger() => _machine = Boot("integer");
 
     [IterationSetup(Target = nameof(MemoryLoop))]
-    public void SetupMemory() => _machine = Boot(MemoryImage);
+    public void SetupMemory() => _machine = Boot("memory");
+
+    [IterationSetup(Target = nameof(BranchyLoop))]
+    public void SetupBranchy() => _machine = Boot("branchy");
+
+    [IterationSetup(Target = nameof(CallRetLoop))]
+    public void SetupCallRet() => _machine = Boot("callret");
 
     [IterationCleanup]
     public void Cleanup() => _machine?.Dispose();
 
-    [Benchmark(OperationsPerInvoke = IntegerOps)]
+    [Benchmark(OperationsPerInvoke = Iterations * 7)]
     public long IntegerLoop() => Run();
 
-    [Benchmark(OperationsPerInvoke = MemoryOps)]
+    [Benchmark(OperationsPerInvoke = Iterations * 7)]
     public long MemoryLoop() => Run();
+
+    [Benchmark(OperationsPerInvoke = Iterations * 9)]
+    public long BranchyLoop() => Run();
+
+    [Benchmark(OperationsPerInvoke = Iterations * 6)]
+    public long CallRetLoop() => Run();
 
     private long Run()
     {
@@ -52,32 +60,10 @@ public class GuestMipsBenchmarks
         return result.InstructionsRetired;
     }
 
-    private static Machine Boot(byte[] image)
+    private static Machine Boot(string loop)
     {
         var machine = Machine.CreatePc(new MachineConfig(1, 64), _ => { });
-        MultibootLoader.Load(machine, image, "bench");
+        MultibootLoader.Load(machine, Images[loop], "bench");
         return machine;
-    }
-
-    /// <summary>Long mode: walk a 2 MiB buffer with a 4 KiB + 64 stride, loading and storing (TLB and page-walk heavy).</summary>
-    private static byte[] BuildMemoryLoop()
-    {
-        var k = new MultibootKernelBuilder();
-        var c = k.EnterLongMode();
-        var a = c.A;
-        a.mov(ecx, MemoryIterations);
-        a.mov(rsi, 0x400000);
-        a.xor(eax, eax);
-        var loop = a.CreateLabel();
-        a.Label(ref loop);
-        a.add(rax, __qword_ptr[rsi]);
-        a.mov(__qword_ptr[rsi + 8], rax);
-        a.add(rsi, 4096 + 64);
-        a.and(rsi, 0x1FFFFF);
-        a.or(rsi, 0x400000);
-        a.dec(ecx);
-        a.jnz(loop);
-        c.DebugExit(0);
-        return k.Build();
     }
 }

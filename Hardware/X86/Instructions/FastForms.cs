@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using Iced.Intel;
 
 namespace ActorVm.Hardware.X86.Instructions;
@@ -5,11 +6,13 @@ namespace ActorVm.Hardware.X86.Instructions;
 /// <summary>
 /// Specialised handlers for the hottest operand forms, chosen per decoded instruction when a
 /// block is decoded: register-register and register-immediate ALU operations and MOVs with a
-/// simple [base + disp] address, in 32- and 64-bit widths. Each does exactly what the generic
+/// [base + index*scale + disp] address, in 32- and 64-bit widths; shifts by an immediate
+/// (FastForms.Shift.cs); branches, calls and the stack (FastForms.Flow.cs); LEA, MOVZX and
+/// ALU operations with a memory source (FastForms.Addressing.cs). Each does exactly what the generic
 /// handler of its group does for that form (same result, same lazy-flag record), only without
 /// decoding the operand kinds again on every execution. Anything else keeps the generic handler.
 /// </summary>
-internal static unsafe class FastForms
+internal static unsafe partial class FastForms
 {
     /// <summary>A specialised handler for this instruction, or 0 to use the generic one.</summary>
     public static nint Select(in Instruction ins)
@@ -22,6 +25,21 @@ internal static unsafe class FastForms
         var rr = ins.OpCount == 2 && ins.Op0Kind == OpKind.Register && ins.Op1Kind == OpKind.Register;
         var ri = ins.OpCount == 2 && ins.Op0Kind == OpKind.Register && ins.Op1Kind is OpKind.Immediate32 or OpKind.Immediate8to32 or OpKind.Immediate32to64 or OpKind.Immediate8to64;
         var r = ins.OpCount == 1 && ins.Op0Kind == OpKind.Register;
+        if (SelectFlow(ins) is var flow and not 0)
+        {
+            return flow;
+        }
+
+        if (SelectShift(ins) is var shift and not 0)
+        {
+            return shift;
+        }
+
+        if (SelectAddressing(ins) is var addressing and not 0)
+        {
+            return addressing;
+        }
+
         return ins.Code switch
         {
             Code.Mov_r32_rm32 or Code.Mov_rm32_r32 when rr => (nint)(delegate*<Cpu, ref Instruction, void>)&MovRR32,
@@ -59,24 +77,24 @@ internal static unsafe class FastForms
         };
     }
 
-    /// <summary>[base + disp] with a 32- or 64-bit base register, no index, not RIP-relative.</summary>
+    /// <summary>A memory operand (either side) whose address <see cref="LeanLinear"/> computes.</summary>
     private static bool SimpleMemory(in Instruction ins) =>
         ins.OpCount == 2
         && (ins.Op0Kind == OpKind.Memory) != (ins.Op1Kind == OpKind.Memory)
-        && ins.MemoryIndex == Register.None
-        && ins.MemoryBase is >= Register.EAX and <= Register.R15D or >= Register.RAX and <= Register.R15;
+        && LeanAddress(ins);
+
+    // The immediate of a reg-imm form without Instruction.GetImmediate's switch (a call on every
+    // execution): imm8 forms sign-extend the stored byte, the others store the full value.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static uint Imm32(ref Instruction ins) => ins.Op1Kind == OpKind.Immediate8to32 ? (uint)ins.Immediate8to32 : ins.Immediate32;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static ulong Imm64(ref Instruction ins) => ins.Op1Kind == OpKind.Immediate8to64 ? (ulong)ins.Immediate8to64 : (ulong)ins.Immediate32to64;
 
     private static int R32(Register r) => r - Register.EAX;
     private static int R64(Register r) => r - Register.RAX;
 
-    private static ulong SimpleLinear(Cpu cpu, ref Instruction ins)
-    {
-        var b = ins.MemoryBase;
-        var ea = b <= Register.R15D
-            ? (uint)(cpu.Gpr[b - Register.EAX] + ins.MemoryDisplacement64)
-            : cpu.Gpr[b - Register.RAX] + ins.MemoryDisplacement64;
-        return cpu.Linear((SegReg)(ins.MemorySegment - Register.ES), ea);
-    }
+    private static ulong SimpleLinear(Cpu cpu, ref Instruction ins) => LeanLinear(cpu, ref ins);
 
     private static void MovRR32(Cpu cpu, ref Instruction ins) => cpu.Gpr[R32(ins.Op0Register)] = (uint)cpu.Gpr[R32(ins.Op1Register)];
     private static void MovRR64(Cpu cpu, ref Instruction ins) => cpu.Gpr[R64(ins.Op0Register)] = cpu.Gpr[R64(ins.Op1Register)];
@@ -110,7 +128,7 @@ internal static unsafe class FastForms
     {
         ref var d = ref cpu.Gpr[R32(ins.Op0Register)];
         var a = (uint)d;
-        var b = (uint)ins.GetImmediate(1);
+        var b = Imm32(ref ins);
         var r = a + b;
         d = r;
         cpu.SetLazy(FlagOp.Add, 4, a, b, r);
@@ -120,7 +138,7 @@ internal static unsafe class FastForms
     {
         ref var d = ref cpu.Gpr[R64(ins.Op0Register)];
         var a = d;
-        var b = ins.GetImmediate(1);
+        var b = Imm64(ref ins);
         var r = a + b;
         d = r;
         cpu.SetLazy(FlagOp.Add, 8, a, b, r);
@@ -150,7 +168,7 @@ internal static unsafe class FastForms
     {
         ref var d = ref cpu.Gpr[R32(ins.Op0Register)];
         var a = (uint)d;
-        var b = (uint)ins.GetImmediate(1);
+        var b = Imm32(ref ins);
         var r = a - b;
         d = r;
         cpu.SetLazy(FlagOp.Sub, 4, a, b, r);
@@ -160,7 +178,7 @@ internal static unsafe class FastForms
     {
         ref var d = ref cpu.Gpr[R64(ins.Op0Register)];
         var a = d;
-        var b = ins.GetImmediate(1);
+        var b = Imm64(ref ins);
         var r = a - b;
         d = r;
         cpu.SetLazy(FlagOp.Sub, 8, a, b, r);
@@ -183,14 +201,14 @@ internal static unsafe class FastForms
     private static void CmpRI32(Cpu cpu, ref Instruction ins)
     {
         var a = (uint)cpu.Gpr[R32(ins.Op0Register)];
-        var b = (uint)ins.GetImmediate(1);
+        var b = Imm32(ref ins);
         cpu.SetLazy(FlagOp.Sub, 4, a, b, a - b);
     }
 
     private static void CmpRI64(Cpu cpu, ref Instruction ins)
     {
         var a = cpu.Gpr[R64(ins.Op0Register)];
-        var b = ins.GetImmediate(1);
+        var b = Imm64(ref ins);
         cpu.SetLazy(FlagOp.Sub, 8, a, b, a - b);
     }
 
@@ -213,7 +231,7 @@ internal static unsafe class FastForms
     private static void XorRI32(Cpu cpu, ref Instruction ins)
     {
         ref var d = ref cpu.Gpr[R32(ins.Op0Register)];
-        var r = (uint)d ^ (uint)ins.GetImmediate(1);
+        var r = (uint)d ^ Imm32(ref ins);
         d = r;
         cpu.SetLazy(FlagOp.Logic, 4, 0, 0, r);
     }
@@ -229,7 +247,7 @@ internal static unsafe class FastForms
     private static void AndRI32(Cpu cpu, ref Instruction ins)
     {
         ref var d = ref cpu.Gpr[R32(ins.Op0Register)];
-        var r = (uint)d & (uint)ins.GetImmediate(1);
+        var r = (uint)d & Imm32(ref ins);
         d = r;
         cpu.SetLazy(FlagOp.Logic, 4, 0, 0, r);
     }
