@@ -364,28 +364,8 @@ public sealed partial class Cpu
             return;
         }
 
-        if ((selector & ~3) == 0)
-        {
-            throw GuestFault.Gp();
-        }
-
         var rpl = selector & 3;
-        var err = (uint)(selector & ~3);
-        if (rpl < Cpl)
-        {
-            throw GuestFault.Gp(err);
-        }
-
-        var s = Segment.FromDescriptor(selector, ReadDescriptor(selector));
-        if (!s.IsCode || ((s.Type & 4) != 0 ? s.Dpl > rpl : s.Dpl != rpl))
-        {
-            throw GuestFault.Gp(err);
-        }
-
-        if (!s.Present)
-        {
-            throw new GuestFault(Vector.NP, err);
-        }
+        var s = ReturnCodeSegment(selector, Cpl);
 
         if (rpl == Cpl)
         {
@@ -464,28 +444,8 @@ public sealed partial class Cpu
             throw GuestFault.Gp();
         }
 
-        if ((selector & ~3) == 0)
-        {
-            throw GuestFault.Gp();
-        }
-
         var rpl = selector & 3;
-        var err = (uint)(selector & ~3);
-        if (rpl < oldCpl)
-        {
-            throw GuestFault.Gp(err);
-        }
-
-        var s = Segment.FromDescriptor(selector, ReadDescriptor(selector));
-        if (!s.IsCode || ((s.Type & 4) != 0 ? s.Dpl > rpl : s.Dpl != rpl))
-        {
-            throw GuestFault.Gp(err);
-        }
-
-        if (!s.Present)
-        {
-            throw new GuestFault(Vector.NP, err);
-        }
+        var s = ReturnCodeSegment(selector, oldCpl);
 
         var popStack = rpl != oldCpl || Is64BitMode;
         ulong newSp = 0;
@@ -548,5 +508,38 @@ public sealed partial class Cpu
         }
 
         SetFlagsRaw((current & ~mask) | (popped & mask));
+    }
+
+    /// <summary>
+    /// The code segment a far return (RETF, IRET) goes back to, with the checks both share
+    /// (SDM vol. 2 RET and IRET): non-null, RPL not inner to the current CPL, a code segment whose
+    /// DPL matches the RPL (at most the RPL when conforming), present.
+    /// </summary>
+    private Segment ReturnCodeSegment(ushort selector, int cpl)
+    {
+        if ((selector & ~3) == 0)
+        {
+            throw GuestFault.Gp();
+        }
+
+        var rpl = selector & 3;
+        var err = (uint)(selector & ~3);
+        if (rpl < cpl)
+        {
+            throw GuestFault.Gp(err);
+        }
+
+        var s = Segment.FromDescriptor(selector, ReadDescriptor(selector));
+        if (!s.IsCode || ((s.Type & 4) != 0 ? s.Dpl > rpl : s.Dpl != rpl))
+        {
+            throw GuestFault.Gp(err);
+        }
+
+        if (!s.Present)
+        {
+            throw new GuestFault(Vector.NP, err);
+        }
+
+        return s;
     }
 }

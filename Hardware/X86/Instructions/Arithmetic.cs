@@ -251,31 +251,21 @@ internal static unsafe class Arithmetic
     }
 
     /// <summary>ADCX (ADX): unsigned add with carry through CF only; the other flags are unchanged.</summary>
-    private static void Adcx(Cpu cpu, ref Instruction ins)
-    {
-        var size = Cpu.OpSize(ref ins);
-        var a = cpu.ReadReg(ins.Op0Register);
-        var b = cpu.ReadOp(ref ins, 1, size);
-        var c = cpu.CF ? 1UL : 0;
-        var mask = Cpu.SizeMask(size);
-        var res = (a + b + c) & mask;
-        var carry = res < a || (c != 0 && res == a);
-        cpu.WriteReg(ins.Op0Register, res);
-        cpu.SetSomeFlags(Rflags.CF, carry ? Rflags.CF : 0);
-    }
+    private static void Adcx(Cpu cpu, ref Instruction ins) => AddThroughFlag(cpu, ref ins, Rflags.CF, cpu.CF);
 
     /// <summary>ADOX (ADX): unsigned add with carry through OF only; the other flags are unchanged.</summary>
-    private static void Adox(Cpu cpu, ref Instruction ins)
+    private static void Adox(Cpu cpu, ref Instruction ins) => AddThroughFlag(cpu, ref ins, Rflags.OF, cpu.OF);
+
+    private static void AddThroughFlag(Cpu cpu, ref Instruction ins, ulong flag, bool carryIn)
     {
         var size = Cpu.OpSize(ref ins);
         var a = cpu.ReadReg(ins.Op0Register);
         var b = cpu.ReadOp(ref ins, 1, size);
-        var c = cpu.OF ? 1UL : 0;
-        var mask = Cpu.SizeMask(size);
-        var res = (a + b + c) & mask;
+        var c = carryIn ? 1UL : 0;
+        var res = (a + b + c) & Cpu.SizeMask(size);
         var carry = res < a || (c != 0 && res == a);
         cpu.WriteReg(ins.Op0Register, res);
-        cpu.SetSomeFlags(Rflags.OF, carry ? Rflags.OF : 0);
+        cpu.SetSomeFlags(flag, carry ? flag : 0);
     }
 
     /// <summary>MULX (BMI2): unsigned rDX × r/m into hi:lo without touching flags; with the same register for both, the high half wins.</summary>
