@@ -142,6 +142,14 @@ public sealed class VcpuActor : ReceiveActor
         var tpr = Shared.Tpr;
         cpu.Cr8 = VcpuShared.Cr8Of(tpr);
         var exit = cpu.Run(new VmEntry(deadline, _injection, _irqWindow, _nmiWindow, budget));
+        if (cpu.SliceDeadlineTsc != deadline)
+        {
+            // The slice adopted a deadline the LAPIC published after this entry began: the
+            // preemption timer was armed with it, so its expiry is the LAPIC's, not spurious.
+            _softDisabled = false;
+            _hvProgrammed = cpu.SliceDeadlineTsc;
+        }
+
         SyncCr8ToLapic(tpr);
         _injection = null;
         counters.Add(ref counters.InstructionsRetired, exit.InstructionsRetired);
@@ -219,9 +227,15 @@ public sealed class VcpuActor : ReceiveActor
     {
         if (_ctx.Options.ImmediateExit != ImmediateExitMethod.PreemptionTimer)
         {
+            _ctx.Cpu.PublishedDeadline = null;
             return ulong.MaxValue;
         }
 
+        // The LAPIC actor may arm the hv timer after this entry (a TSC_DEADLINE write whose reply
+        // raced the E10 re-check, the switch back from the sw timer after a wake-up): the slice
+        // polls the published word at its deadline checks, where KVM would have programmed the
+        // preemption timer synchronously before re-entering (handle_fastpath_set_tscdeadline).
+        _ctx.Cpu.PublishedDeadline = Shared.HvDeadlineWord;
         _hvProgrammed = VcpuShared.NoDeadline;
         if (force)
         {

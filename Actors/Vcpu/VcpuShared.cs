@@ -21,7 +21,6 @@ public sealed class VcpuShared
     private long _requests;
     private int _blocked;
     private int _wakeQueued;
-    private long _hvDeadline = unchecked((long)NoDeadline);
     private int _highestIrr = -1;
     private int _nmiQueued;
     private int _apicEvents;
@@ -110,8 +109,7 @@ public sealed class VcpuShared
     /// Clears the hv-timer deadline if it still is <paramref name="expected"/> (the deadline the
     /// entry was programmed with): the LAPIC may have published a newer one meanwhile.
     /// </summary>
-    public bool TryCancelHvDeadline(ulong expected) =>
-        Interlocked.CompareExchange(ref _hvDeadline, unchecked((long)NoDeadline), (long)expected) == (long)expected;
+    public bool TryCancelHvDeadline(ulong expected) => HvDeadlineWord.TryClear(expected);
 
     // ---- kick and block (kvm_vcpu_kick, kvm_vcpu_wake_up, kvm_vcpu_block) ----
 
@@ -183,9 +181,12 @@ public sealed class VcpuShared
     /// <summary>hv_deadline_tsc in guest TSC (the LAPIC publishes it when its timer is offloaded), or <see cref="NoDeadline"/>.</summary>
     public ulong HvDeadline
     {
-        get => (ulong)Volatile.Read(ref _hvDeadline);
-        set => Volatile.Write(ref _hvDeadline, (long)value);
+        get => HvDeadlineWord.Read();
+        set => HvDeadlineWord.Write(value);
     }
+
+    /// <summary>The word behind <see cref="HvDeadline"/>; a running slice polls it (Cpu.PublishedDeadline).</summary>
+    public DeadlineWord HvDeadlineWord { get; } = new();
 
     /// <summary>apic_has_interrupt: the highest IRR vector above PPR, or -1. Published by the LAPIC owner before its request and kick.</summary>
     public int HighestDeliverable

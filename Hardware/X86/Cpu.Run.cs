@@ -33,6 +33,16 @@ public sealed unsafe partial class Cpu
     /// <summary>True while an instruction waits for <see cref="Complete"/> (its exit has not been handled).</summary>
     public bool HasPendingInstruction { get; private set; }
 
+    /// <summary>
+    /// A deadline published from outside while a slice runs (the hv timer the LAPIC arms), or
+    /// null. At every deadline check a published deadline replaces the one the entry programmed,
+    /// as if the vCPU had programmed it synchronously the way KVM's fastpath does.
+    /// </summary>
+    public DeadlineWord? PublishedDeadline { get; set; }
+
+    /// <summary>The preemption deadline in force when the last slice ended (the entry's, or one adopted from <see cref="PublishedDeadline"/>).</summary>
+    public ulong SliceDeadlineTsc { get; private set; }
+
     /// <summary>Instructions decoded so far (decode-cache misses), for statistics.</summary>
     public long InstructionsDecoded => _decodeCache.Decoded;
 
@@ -54,13 +64,15 @@ public sealed unsafe partial class Cpu
         }
 
         var deadline = entry.PreemptionDeadlineTsc;
+        SliceDeadlineTsc = deadline;
         if (deadline == 0)
         {
             return ExitNow(ExitReason.PreemptionTimer);
         }
 
         var budget = entry.InstructionBudget;
-        var nextDeadlineCheck = deadline == ulong.MaxValue ? long.MaxValue : 0;
+        var published = PublishedDeadline;
+        var nextDeadlineCheck = deadline == ulong.MaxValue && published is null ? long.MaxValue : 0;
         while (true)
         {
             if (ModeWord.Read() == ModeWord.ExitingGuestMode)
@@ -80,6 +92,14 @@ public sealed unsafe partial class Cpu
 
             if (_sliceRetired >= nextDeadlineCheck)
             {
+                // A deadline armed after this entry began counts from the next check on (at most
+                // DeadlineCheckInterval instructions late), not from the next entry a slice later.
+                if (published?.Read() is { } p && p != DeadlineWord.None && p != deadline)
+                {
+                    deadline = p;
+                    SliceDeadlineTsc = deadline;
+                }
+
                 if (Clock.ReadTsc() >= deadline)
                 {
                     return ExitNow(ExitReason.PreemptionTimer);

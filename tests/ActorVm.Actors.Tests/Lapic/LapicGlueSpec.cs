@@ -135,6 +135,45 @@ public sealed class LapicGlueSpec : TestKit
         Assert.Equal(VcpuShared.ApicInit, ctx.Shared.ApicEvents);
     }
 
+    [Fact(DisplayName = "sw periodic timer: an expiry that coalesces (LVTT still in IRR) makes no request and no kick; once acknowledged, the next expiry requests and kicks again")]
+    public void CoalescedExpiryDoesNotKick()
+    {
+        var (ctx, lapic, _, clock) = Create(new VmOptions { Timer = TimerBackend.Sw });
+        var shared = ctx.Shared;
+        Write(lapic, Msr.ApicBase, XApicBsp | (1 << 10));
+        Write(lapic, 0x80F, 0x1FF);
+        Write(lapic, 0x83E, 0xB); // divide by 1: one count = 1 ns = 1 tick of the 1 GHz test clock
+        Write(lapic, 0x832, (1u << 17) | 0x30); // periodic, vector 0x30
+        Write(lapic, 0x838, 1_000_000); // 1 ms period
+        shared.Mode.Set(ModeWord.InGuestMode); // a running vCPU: a kick shows as IN→EXITING
+
+        // First expiry: LVTT into IRR, UNBLOCK + EVENT, kick.
+        clock.Advance(1_000_000);
+        AwaitCondition(() => Volatile.Read(ref ctx.Counters.TimerInterrupts) == 1, Bound);
+        AwaitCondition(() => shared.Mode.Read() == ModeWord.ExitingGuestMode, Bound);
+        Assert.True(shared.CheckRequest(KvmRequest.Event));
+        Assert.True(shared.CheckRequest(KvmRequest.Unblock));
+        Assert.Equal(0x30, shared.HighestDeliverable);
+
+        // Second expiry before the vCPU acknowledged the first: counted, coalesced, nothing else.
+        shared.Mode.Set(ModeWord.InGuestMode);
+        clock.Advance(1_000_000);
+        AwaitCondition(() => Volatile.Read(ref ctx.Counters.TimerInterrupts) == 2, Bound);
+        lapic.Tell(new ReadMsr(0x830)); // a round trip: Expire has finished once this returns
+        ExpectMsg<RegisterAccessed>(Bound);
+        Assert.Equal(ModeWord.InGuestMode, shared.Mode.Read());
+        Assert.False(shared.RequestPending, $"requests {shared.Requests:x} after a coalesced expiry");
+
+        // Acknowledged: IRR is free again, so the third expiry raises it and kicks.
+        lapic.Tell(AcknowledgeInterrupt.Instance);
+        Assert.Equal(0x30, ExpectMsg<InterruptAcknowledged>(Bound).Vector);
+        clock.Advance(1_000_000);
+        AwaitCondition(() => shared.Mode.Read() == ModeWord.ExitingGuestMode, Bound);
+        Assert.True(shared.TestRequest(KvmRequest.Event));
+        Assert.True(shared.TestRequest(KvmRequest.Unblock));
+        Assert.Equal(3, Volatile.Read(ref ctx.Counters.TimerInterrupts));
+    }
+
     [Fact(DisplayName = "A read of a reserved xAPIC register raises the LVT error interrupt: EVENT is made and the vector published")]
     public void ReservedReadRaisesTheErrorInterrupt()
     {

@@ -195,6 +195,56 @@ public sealed class VcpuActorSpec : TestKit
         rig.RunLoop.ExpectMsg<VcpuExited>(Bound);
     }
 
+    [Fact(DisplayName = "hv timer armed while a slice runs: the running slice adopts the published deadline and expires it through the fastpath")]
+    public void DeadlinePublishedDuringSliceExpiresInThatSlice()
+    {
+        // The entry sees no hv deadline (soft-disabled); the LAPIC publishes one afterwards. Before
+        // the slice polled the published word, the deadline took effect only at the next entry,
+        // which with an unbounded slice never comes.
+        var rig = Create(Spin, new VmOptions { SliceInstructions = long.MaxValue });
+        rig.RunLoop.Send(rig.Vcpu, Plain);
+        WhenInGuest(rig, () =>
+        {
+            Assert.True(rig.Shared.Mode.Read() == ModeWord.InGuestMode);
+            rig.Shared.HvDeadline = 5_000;
+            rig.Clock.Advance(10_000);
+        });
+
+        var expired = rig.Lapic.ExpectMsg<LapicProtocol.HvTimerExpired>(Bound);
+        Assert.Equal(5_000UL, expired.Deadline);
+        Assert.Equal(VcpuShared.NoDeadline, rig.Shared.HvDeadline);
+        Assert.Equal(1, rig.Stats.FastpathByHandler[nameof(FastpathHandler.PreemptionTimer)][nameof(FastpathResult.ReenterGuest)]);
+        Assert.True(rig.Stats.Entries >= 2, "the fastpath re-entered the guest");
+        rig.RunLoop.ExpectNoMsg(TimeSpan.FromMilliseconds(50));
+
+        rig.Shared.MakeRequest(KvmRequest.ClockUpdate);
+        rig.Shared.Kick();
+        rig.RunLoop.ExpectMsg<VcpuExited>(Bound);
+    }
+
+    [Fact(DisplayName = "hv timer re-armed while a slice runs: the newer deadline replaces the programmed one, the old one does not fire")]
+    public void RepublishedDeadlineReplacesTheProgrammedOne()
+    {
+        var rig = Create(Spin, new VmOptions { SliceInstructions = long.MaxValue });
+        rig.Shared.HvDeadline = 5_000;
+        rig.RunLoop.Send(rig.Vcpu, Plain);
+        WhenInGuest(rig, () =>
+        {
+            rig.Shared.HvDeadline = 50_000;
+            rig.Clock.Advance(10_000);
+        });
+
+        rig.Lapic.ExpectNoMsg(TimeSpan.FromMilliseconds(50));
+        Assert.Equal(50_000UL, rig.Shared.HvDeadline);
+        rig.Clock.Advance(50_000);
+        var expired = rig.Lapic.ExpectMsg<LapicProtocol.HvTimerExpired>(Bound);
+        Assert.Equal(50_000UL, expired.Deadline);
+
+        rig.Shared.MakeRequest(KvmRequest.ClockUpdate);
+        rig.Shared.Kick();
+        rig.RunLoop.ExpectMsg<VcpuExited>(Bound);
+    }
+
     [Fact(DisplayName = "Preemption-timer fastpath rules 2-3: forced → EXIT_HANDLED even in L2; unforced in L2 → NONE (slowpath)")]
     public void L2Rules()
     {
