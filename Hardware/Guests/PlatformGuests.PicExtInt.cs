@@ -6,7 +6,7 @@ namespace ActorVm.Hardware.Guests;
 public static partial class PlatformGuests
 {
     private const uint ApicLvtLint0 = PcGuestKit.ApicBase + 0x350;
-    private const int PicBase = 0x20, PitVector = PicBase, TestDevLine = 3, LineVector = PicBase + TestDevLine;
+    private const int PicBase = 0x20, PitVector = PicBase, TestDevLine = 3, LineVector = PicBase + TestDevLine, SelfIpiVector = 0x50;
 
     /// <summary>
     /// The 8259 pair as the PC's interrupt controller behind LINT0 (virtual-wire mode, MP spec
@@ -36,6 +36,7 @@ public static partial class PlatformGuests
         PicHandler(kit, PitVector, lowerLine: -1);
         PicHandler(kit, LineVector, lowerLine: TestDevLine);
         kit.RawHandler(PicBase + 7, x => x.iretd()); // spurious IRQ 7: nothing in service, no EOI
+        kit.Handler(SelfIpiVector); // a LAPIC vector: EOI to the LAPIC
         kit.BuildIdt();
         kit.EnableApic();
 
@@ -45,12 +46,16 @@ public static partial class PlatformGuests
         SetImr(a, 0xFF);
         a.mov(__dword_ptr[ApicLvtLint0], 0x10700); // ExtINT, masked
 
+        // INTR is up while LINT0 is masked. A self-IPI makes the CPU look at its interrupts while
+        // it is: the IPI arrives, the PIC's request must not.
         SetImr(a, unchecked((byte)~(1 << TestDevLine)));
         kit.SetIrqLine(TestDevLine, true);
         a.sti();
+        kit.SendIpi(0, (1 << 18) | SelfIpiVector); // self shorthand, fixed, edge
         kit.Delay(100_000);
         a.cli();
-        kit.CheckEquals("lint0 masked: pic intr held off", lineCount, 0);
+        kit.CheckEquals("lint0 masked: pic intr held off, self-ipi taken", lineCount, 0);
+        kit.CheckEquals("self-ipi while pic intr is held off", PcGuestKit.Counter(0, SelfIpiVector), 1);
 
         a.mov(__dword_ptr[ApicLvtLint0], 0x700); // ExtINT, unmasked: the request already pending arrives
         kit.HaltUntil(lineCount, 1);
