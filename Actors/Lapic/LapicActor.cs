@@ -46,6 +46,15 @@ public sealed class LapicActor : ReceiveActor
 
         Receive<AcceptInterrupt>(m => Accept(m.Message, m.MatchDestination));
         Receive<AcknowledgeInterrupt>(_ => Acknowledge());
+        Receive<PicIntr>(m =>
+        {
+            // pic_unlock: kick the vCPU whose APIC takes the PIC's output. The run loop reads the
+            // level itself (kvm_cpu_has_extint), so a falling edge needs nothing.
+            if (m.Level && _apic.AcceptsPicInterrupts)
+            {
+                RaiseEvent();
+            }
+        });
         Receive<ReadMmio>(m =>
         {
             // A reserved register latches "illegal register address" in ESR, which may raise the
@@ -281,7 +290,9 @@ public sealed class LapicActor : ReceiveActor
             ArmTimer();
         }
 
-        if (effects.EventNeeded)
+        // LINT0 switched to ExtINT (or the APIC was hardware-disabled) while the PIC may already be
+        // asserting INTR: the run loop must look at the PIC again.
+        if (effects.EventNeeded || (_apic.AcceptsPicInterrupts && !Shared.AcceptsPicInterrupts))
         {
             RaiseEvent();
         }
@@ -387,6 +398,7 @@ public sealed class LapicActor : ReceiveActor
     private void Publish()
     {
         Shared.HighestDeliverable = _apic.HighestPendingDeliverable();
+        Shared.AcceptsPicInterrupts = _apic.AcceptsPicInterrupts;
 
         // Timer expiries happen in Expire and also inside register writes (a TSC deadline already
         // in the past fires at once); every path publishes, so the statistic is taken here.

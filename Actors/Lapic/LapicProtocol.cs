@@ -13,6 +13,13 @@ public static class LapicProtocol
     public sealed record AcceptInterrupt(InterruptMessage Message, bool MatchDestination) : ICommand;
 
     /// <summary>kvm_cpu_get_interrupt: acknowledge the highest deliverable vector (IRR→ISR).</summary>
+    /// <summary>
+    /// The 8259's INTR output changed (BSP only: the PIC is wired to its LINT0). A rising level that
+    /// this APIC accepts (<see cref="ActorVm.Hardware.Apic.LocalApic.AcceptsPicInterrupts"/>) makes
+    /// EVENT and kicks, as kvm_pic's pic_unlock does; the vector comes from the PIC's INTA at injection.
+    /// </summary>
+    public sealed record PicIntr(bool Level) : ICommand;
+
     public sealed record AcknowledgeInterrupt : ICommand
     {
         public static AcknowledgeInterrupt Instance { get; } = new();

@@ -2,6 +2,7 @@ using ActorVm.Actors.Lapic;
 using ActorVm.Actors.Stats;
 using ActorVm.Actors.Vcpu;
 using ActorVm.Actors.Vm;
+using ActorVm.Hardware.Devices;
 using ActorVm.Hardware.Exits;
 using ActorVm.Hardware.X86;
 using Akka.Actor;
@@ -39,6 +40,7 @@ public sealed partial class RunLoopActor : ReceiveActor
     private readonly IActorRef _vcpu;
     private readonly IActorRef _lapic;
     private readonly IActorRef _vm;
+    private readonly Pic8259? _pic;
     private readonly ILoggingAdapter _log = Context.GetLogger();
     private readonly Func<VmExit, int>?[] _handlers = new Func<VmExit, int>?[VcpuCounters.ReasonSlots];
 
@@ -71,6 +73,7 @@ public sealed partial class RunLoopActor : ReceiveActor
         _vcpu = vcpu;
         _lapic = lapic;
         _vm = vm;
+        _pic = ctx.Id == 0 ? ctx.Machine.Platform?.Pic : null;
         _mp = ctx.Id == 0 ? MpState.Runnable : MpState.Uninitialized;
         RegisterHandlers();
 
@@ -371,7 +374,39 @@ public sealed partial class RunLoopActor : ReceiveActor
             }
         }
 
-        // 6. IRQ: kvm_cpu_has_injectable_intr.
+        // 6. IRQ: kvm_cpu_has_injectable_intr. ExtINT first, as kvm_cpu_get_interrupt asks the PIC
+        //    before the LAPIC: the vector comes from the 8259's INTA cycle (kvm_cpu_get_extint →
+        //    kvm_pic_read_irq), synchronously under the PIC's lock, with no LAPIC round trip.
+        if (HasExtInt)
+        {
+            if (!_canInject)
+            {
+                return Busy();
+            }
+
+            if (InterruptAllowed)
+            {
+                var vector = _pic!.Acknowledge();
+                _entryInjection = new EventInjection(vector, EventType.ExternalInterrupt);
+                _canInject = false;
+                Counters.Add(ref Counters.InjectedIrqs);
+                if (_ctx.Trace.InjVirq)
+                {
+                    _ctx.Trace.KvmInjVirq(vector, soft: false, reinjected: false);
+                }
+
+                // The PIC may still assert INTR (another line) or the LAPIC hold a vector: open the window.
+                if (HasExtInt || Shared.HighestDeliverable >= 0)
+                {
+                    _irqWindow = true;
+                }
+
+                return FinishInjection();
+            }
+
+            _irqWindow = true;
+        }
+
         if (Shared.HighestDeliverable >= 0)
         {
             if (!_canInject)
@@ -442,6 +477,12 @@ public sealed partial class RunLoopActor : ReceiveActor
 
     /// <summary>vmx_nmi_allowed: not blocked by NMI, STI or MOV SS.</summary>
     private bool NmiAllowed => !Cpu.NmiBlocked && !Cpu.InterruptShadow;
+
+    /// <summary>
+    /// kvm_cpu_has_extint: the PIC asserts INTR and this CPU's APIC takes it (hardware-disabled, or
+    /// LINT0 unmasked in ExtINT mode). Only the BSP is wired to the PIC.
+    /// </summary>
+    private bool HasExtInt => _pic is { Intr: true } && Shared.AcceptsPicInterrupts;
 
     /// <summary>vmx_interrupt_allowed: RFLAGS.IF and no STI/MOV-SS shadow.</summary>
     private bool InterruptAllowed => Cpu.IF && !Cpu.InterruptShadow;
@@ -656,6 +697,6 @@ public sealed partial class RunLoopActor : ReceiveActor
         || Shared.TestRequest(KvmRequest.Nmi)
         || Shared.NmiQueued != 0
         || (_nmiPending > 0 && NmiAllowed)
-        || (InterruptAllowed && Shared.HighestDeliverable >= 0)
+        || (InterruptAllowed && (Shared.HighestDeliverable >= 0 || HasExtInt))
         || (Shared.L2Active && Shared.NestedEventPending);
 }

@@ -29,6 +29,7 @@ public sealed class VcpuShared
     private int _nestedEventPending;
     private int _signalPending;
     private int _timerArmed;
+    private int _acceptsPicIntr;
     private long _wakeups;
     private long _tpr;
 
@@ -160,6 +161,16 @@ public sealed class VcpuShared
     {
         get => Volatile.Read(ref _timerArmed) != 0;
         set => Volatile.Write(ref _timerArmed, value ? 1 : 0);
+    }
+
+    /// <summary>
+    /// Published by the LAPIC owner: the PIC's INTR reaches this CPU (kvm_apic_accept_pic_intr:
+    /// the APIC hardware-disabled, or LINT0 unmasked in ExtINT mode).
+    /// </summary>
+    public bool AcceptsPicInterrupts
+    {
+        get => Volatile.Read(ref _acceptsPicIntr) != 0;
+        set => Volatile.Write(ref _acceptsPicIntr, value ? 1 : 0);
     }
 
     /// <summary>How many times the vCPU left the blocked state (for quiescence detection).</summary>

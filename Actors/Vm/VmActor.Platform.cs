@@ -1,3 +1,4 @@
+using ActorVm.Actors.Lapic;
 using ActorVm.Hardware.Devices;
 using Akka.Actor;
 using static ActorVm.Actors.Vm.VmProtocol;
@@ -6,7 +7,8 @@ namespace ActorVm.Actors.Vm;
 
 /// <summary>
 /// The VM-level half of the PC platform: the IOAPIC's messages enter the APIC bus here, level
-/// EOIs from the LAPICs reach the IOAPIC (kvm_ioapic_update_eoi), and the
+/// EOIs from the LAPICs reach the IOAPIC (kvm_ioapic_update_eoi), the 8259's INTR reaches the
+/// BSP's LAPIC (LINT0, ExtINT), and the
 /// PIT's counter 0 is driven by a device timer on the VM's clock, as KVM's in-kernel PIT runs
 /// its own hrtimer (pit_timer_fn) outside any vCPU. Devices themselves stay plain objects.
 /// </summary>
@@ -31,6 +33,11 @@ public sealed partial class VmActor
         _machine.ConnectApicBus(m => self.Tell(new DeviceInterrupt(m)));
         _pit = platform.Pit;
         _pit.Counter0Loaded += () => self.Tell(PitProgrammed.Instance);
+
+        // The 8259's INTR is wired to the BSP's LINT0 (the PC's virtual-wire mode, MP spec 3.6.2.2);
+        // the PIC reports it from whatever thread drove it, under its lock, so only a message leaves.
+        platform.Pic.IntrChanged += level => self.Tell(new PicOutput(level));
+        Receive<PicOutput>(m => _lapics[0].Tell(new LapicProtocol.PicIntr(m.Level)));
         Receive<IoApicEoi>(m => platform.IoApic.EndOfInterrupt(m.Vector));
         Receive<PitProgrammed>(_ => ArmPit());
         Receive<PitDue>(m =>
@@ -61,4 +68,6 @@ public sealed partial class VmActor
     }
 
     private sealed record PitDue(long Generation);
+
+    private sealed record PicOutput(bool Level);
 }

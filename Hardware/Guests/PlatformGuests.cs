@@ -14,6 +14,8 @@ public static partial class PlatformGuests
     [
         new("pc-devices", "fw_cfg, CMOS memory size, PIC masks, PIT channel 2 via port 0x61, PCI no-device, pc-testdev scratch/iomem, ACPI RSDP/MADT by scanning", BuildDevices),
         new("pc-ioapic", "pc-testdev IRQ lines and the PIT's IRQ 0 through the IOAPIC (edge and level, EOI) to LAPIC handlers", BuildIoApic),
+        new("pc-pic", "the 8259 pair behind LINT0: pc-testdev line 3 and the PIT's IRQ 0 as ExtINT only while LINT0 is ExtINT-unmasked or the APIC is disabled, IMR masking with IRR latching, EOI to the PIC", BuildPicExtInt),
+        new("pc-pic-lint0-masked", "pc-pic with LINT0 masked before the APIC is disabled: SDM 11.4.3's direct INTR (ActorVm only: QEMU 7.2 TCG drops the interrupt)", BuildPicExtIntLint0Masked),
         new("pc-reset", "prints a line and resets through port 0xCF9 (the run ends, as with QEMU -no-reboot)", BuildReset),
         new("cpu-rules", "NMIs blocked until IRET with one latched, #GP from a bad WRMSR and #UD from UD2 at the faulting instruction, the KVM PV send-IPI hypercall (ActorVm only: QEMU TCG has no KVM hypercalls)", BuildCpuRules),
         new("longmode-4m", "ELF32 with its program header at 4 MiB and a 4 MiB BSS: BSS zeroed, cmdline valid, long mode with a 4 GiB map, fw_cfg CPUs and the APIC ID (always ELF32)", HighLoadKernel.Build),

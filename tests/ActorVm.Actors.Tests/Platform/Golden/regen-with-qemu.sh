@@ -32,6 +32,7 @@ PY
 run pc-devices 1
 run pc-devices 4
 run pc-ioapic 1
+run pc-pic 1
 run pc-reset 1 -no-reboot
 run cr8-apic-off 1
 run longmode-4m 1
