@@ -155,7 +155,7 @@ public sealed class HostEndToEndTests : IDisposable
     [Theory]
     [InlineData("actorvm: give a scenario file, or exactly one of --kernel FILE or --program NAME", "run")]
     [InlineData("actorvm: give a scenario file, or exactly one of --kernel FILE or --program NAME", "run", "--kernel", "x", "--program", "hello")]
-    [InlineData("actorvm: unknown program 'nope' (built-in programs: hello, longmode-selftest, compute, ipi-ring, ipi-storm, self-ipi, timer, halt-wake, spinlock, pc-devices, pc-ioapic, pc-reset, cpu-rules, longmode-4m, cr8-apic-off, apic-smp)", "run", "--program", "nope")]
+    [InlineData("actorvm: unknown program 'nope' (built-in programs: hello, longmode-selftest, compute, ipi-ring, ipi-storm, self-ipi, timer, halt-wake, spinlock, pc-devices, pc-ioapic, pc-pic, pc-pic-lint0-masked, pc-reset, cpu-rules, longmode-4m, cr8-apic-off, apic-smp)", "run", "--program", "nope")]
     [InlineData("actorvm: memory size 1 MiB is out of range (2-3072 MiB)", "run", "--program", "hello", "-m", "1")]
     [InlineData("actorvm: 0 vCPUs is out of range (1-1024)", "run", "--program", "hello", "--smp", "0")]
     [InlineData("actorvm: 300 vCPUs cannot be addressed in xAPIC mode (at most 255); use --apic x2apic", "run", "--program", "hello", "--smp", "300", "--apic", "xapic")]
