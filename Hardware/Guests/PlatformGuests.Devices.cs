@@ -59,7 +59,9 @@ public static partial class PlatformGuests
         a.@out(0x43, al);
         a.mov(al, 0x00);
         a.@out(0x42, al);
-        a.mov(al, 0x04);  // 0x400 ticks ≈ 0.86 ms
+        // 0xFF00 ticks ≈ 55 ms: each port access is a VM exit, and on a loaded host the check
+        // must still run before the count does.
+        a.mov(al, 0xFF);
         a.@out(0x42, al);
         a.@in(al, 0x61);
         a.or(al, 1);
