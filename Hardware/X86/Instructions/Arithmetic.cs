@@ -127,40 +127,28 @@ internal static unsafe class Arithmetic
         cpu.SetLazyWithCarry(FlagOp.Sbb, size, dst, src, res, carry);
     }
 
-    private static void Inc(Cpu cpu, ref Instruction ins)
+    private static void Inc(Cpu cpu, ref Instruction ins) => Step(cpu, ref ins, FlagOp.Inc);
+
+    private static void Dec(Cpu cpu, ref Instruction ins) => Step(cpu, ref ins, FlagOp.Dec);
+
+    /// <summary>INC/DEC: ±1 with CF kept (SDM vol. 2 INC, DEC); LOCK makes the update atomic.</summary>
+    private static void Step(Cpu cpu, ref Instruction ins, FlagOp op)
     {
         var size = Cpu.OpSize(ref ins);
         var mask = Cpu.SizeMask(size);
+        var delta = op == FlagOp.Inc ? 1UL : ulong.MaxValue;
         ulong dst;
         if (ins.HasLockPrefix)
         {
-            dst = cpu.AtomicUpdate(cpu.MemoryLinear(ref ins), size, 1, &AddOp);
+            dst = cpu.AtomicUpdate(cpu.MemoryLinear(ref ins), size, delta, &AddOp);
         }
         else
         {
             dst = cpu.ReadDest(ref ins, size, out var addr);
-            cpu.WriteDest(ref ins, size, addr, (dst + 1) & mask);
+            cpu.WriteDest(ref ins, size, addr, (dst + delta) & mask);
         }
 
-        cpu.SetLazyKeepCarry(FlagOp.Inc, size, dst, (dst + 1) & mask);
-    }
-
-    private static void Dec(Cpu cpu, ref Instruction ins)
-    {
-        var size = Cpu.OpSize(ref ins);
-        var mask = Cpu.SizeMask(size);
-        ulong dst;
-        if (ins.HasLockPrefix)
-        {
-            dst = cpu.AtomicUpdate(cpu.MemoryLinear(ref ins), size, 1, &SubOp);
-        }
-        else
-        {
-            dst = cpu.ReadDest(ref ins, size, out var addr);
-            cpu.WriteDest(ref ins, size, addr, (dst - 1) & mask);
-        }
-
-        cpu.SetLazyKeepCarry(FlagOp.Dec, size, dst, (dst - 1) & mask);
+        cpu.SetLazyKeepCarry(op, size, dst, (dst + delta) & mask);
     }
 
     private static void Neg(Cpu cpu, ref Instruction ins)
