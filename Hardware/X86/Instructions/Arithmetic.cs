@@ -39,42 +39,46 @@ internal static unsafe class Arithmetic
     internal static Code[] Forms(Mnemonic m) =>
         [.. Enum.GetValues<Code>().Where(c => c.Mnemonic() == m && c.Encoding() == EncodingKind.Legacy)];
 
-    private static void Add(Cpu cpu, ref Instruction ins)
+    private static void Add(Cpu cpu, ref Instruction ins) => AddSub(cpu, ref ins, subtract: false, withCarry: false);
+
+    private static void Sub(Cpu cpu, ref Instruction ins) => AddSub(cpu, ref ins, subtract: true, withCarry: false);
+
+    private static void Adc(Cpu cpu, ref Instruction ins) => AddSub(cpu, ref ins, subtract: false, withCarry: true);
+
+    private static void Sbb(Cpu cpu, ref Instruction ins) => AddSub(cpu, ref ins, subtract: true, withCarry: true);
+
+    /// <summary>
+    /// dst ± (src + carry-in) for ADD/SUB/ADC/SBB; with LOCK on a memory destination the update
+    /// is one atomic read-modify-write. The lazy flags record the operands as given, plus the
+    /// carry-in for ADC/SBB.
+    /// </summary>
+    private static void AddSub(Cpu cpu, ref Instruction ins, bool subtract, bool withCarry)
     {
         var size = Cpu.OpSize(ref ins);
         var src = cpu.ReadOp(ref ins, 1, size);
         var mask = Cpu.SizeMask(size);
+        var carry = withCarry && cpu.CF;
+        var operand = src + (carry ? 1UL : 0);
+        ulong dst;
         if (ins.HasLockPrefix && ins.Op0Kind == OpKind.Memory)
         {
-            var la = cpu.MemoryLinear(ref ins);
-            var old = cpu.AtomicUpdate(la, size, src, &AddOp);
-            cpu.SetLazy(FlagOp.Add, size, old, src, (old + src) & mask);
-            return;
+            dst = cpu.AtomicUpdate(cpu.MemoryLinear(ref ins), size, operand, subtract ? &SubOp : &AddOp);
         }
-
-        var dst = cpu.ReadDest(ref ins, size, out var addr);
-        var res = (dst + src) & mask;
-        cpu.WriteDest(ref ins, size, addr, res);
-        cpu.SetLazy(FlagOp.Add, size, dst, src, res);
-    }
-
-    private static void Sub(Cpu cpu, ref Instruction ins)
-    {
-        var size = Cpu.OpSize(ref ins);
-        var src = cpu.ReadOp(ref ins, 1, size);
-        var mask = Cpu.SizeMask(size);
-        if (ins.HasLockPrefix && ins.Op0Kind == OpKind.Memory)
+        else
         {
-            var la = cpu.MemoryLinear(ref ins);
-            var old = cpu.AtomicUpdate(la, size, src, &SubOp);
-            cpu.SetLazy(FlagOp.Sub, size, old, src, (old - src) & mask);
-            return;
+            dst = cpu.ReadDest(ref ins, size, out var addr);
+            cpu.WriteDest(ref ins, size, addr, (subtract ? dst - operand : dst + operand) & mask);
         }
 
-        var dst = cpu.ReadDest(ref ins, size, out var addr);
-        var res = (dst - src) & mask;
-        cpu.WriteDest(ref ins, size, addr, res);
-        cpu.SetLazy(FlagOp.Sub, size, dst, src, res);
+        var res = (subtract ? dst - operand : dst + operand) & mask;
+        if (withCarry)
+        {
+            cpu.SetLazyWithCarry(subtract ? FlagOp.Sbb : FlagOp.Adc, size, dst, src, res, carry);
+        }
+        else
+        {
+            cpu.SetLazy(subtract ? FlagOp.Sub : FlagOp.Add, size, dst, src, res);
+        }
     }
 
     private static void Cmp(Cpu cpu, ref Instruction ins)
@@ -83,48 +87,6 @@ internal static unsafe class Arithmetic
         var dst = cpu.ReadOp(ref ins, 0, size);
         var src = cpu.ReadOp(ref ins, 1, size);
         cpu.SetLazy(FlagOp.Sub, size, dst, src, (dst - src) & Cpu.SizeMask(size));
-    }
-
-    private static void Adc(Cpu cpu, ref Instruction ins)
-    {
-        var size = Cpu.OpSize(ref ins);
-        var src = cpu.ReadOp(ref ins, 1, size);
-        var mask = Cpu.SizeMask(size);
-        var carry = cpu.CF;
-        var c = carry ? 1UL : 0;
-        if (ins.HasLockPrefix && ins.Op0Kind == OpKind.Memory)
-        {
-            var la = cpu.MemoryLinear(ref ins);
-            var old = cpu.AtomicUpdate(la, size, src + c, &AddOp);
-            cpu.SetLazyWithCarry(FlagOp.Adc, size, old, src, (old + src + c) & mask, carry);
-            return;
-        }
-
-        var dst = cpu.ReadDest(ref ins, size, out var addr);
-        var res = (dst + src + c) & mask;
-        cpu.WriteDest(ref ins, size, addr, res);
-        cpu.SetLazyWithCarry(FlagOp.Adc, size, dst, src, res, carry);
-    }
-
-    private static void Sbb(Cpu cpu, ref Instruction ins)
-    {
-        var size = Cpu.OpSize(ref ins);
-        var src = cpu.ReadOp(ref ins, 1, size);
-        var mask = Cpu.SizeMask(size);
-        var carry = cpu.CF;
-        var c = carry ? 1UL : 0;
-        if (ins.HasLockPrefix && ins.Op0Kind == OpKind.Memory)
-        {
-            var la = cpu.MemoryLinear(ref ins);
-            var old = cpu.AtomicUpdate(la, size, src + c, &SubOp);
-            cpu.SetLazyWithCarry(FlagOp.Sbb, size, old, src, (old - src - c) & mask, carry);
-            return;
-        }
-
-        var dst = cpu.ReadDest(ref ins, size, out var addr);
-        var res = (dst - src - c) & mask;
-        cpu.WriteDest(ref ins, size, addr, res);
-        cpu.SetLazyWithCarry(FlagOp.Sbb, size, dst, src, res, carry);
     }
 
     private static void Inc(Cpu cpu, ref Instruction ins) => Step(cpu, ref ins, FlagOp.Inc);
