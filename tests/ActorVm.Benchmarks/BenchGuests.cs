@@ -1,35 +1,78 @@
 using ActorVm.Hardware.Guests;
+using Iced.Intel;
 using static Iced.Intel.AssemblerRegisters;
 
 namespace ActorVm.Benchmarks;
 
 /// <summary>
-/// The guest loops of the suite, as Multiboot kernels. Each loop's body has a fixed instruction
-/// count (<see cref="BenchGuest.InstructionsPerIteration"/>) so MIPS follows from the
-/// iteration count; each ends through the debug-exit port with 0 (status 1).
+/// The guest loops of the suite. Each loop's body has a fixed instruction count
+/// (<see cref="BenchGuest.InstructionsPerIteration"/>) so MIPS follows from the iteration count.
+/// A loop is one emitter (<see cref="BenchGuest.EmitLoop"/>) shared by the Multiboot kernel that
+/// ActorVm and QEMU boot (<see cref="BenchGuest.Build"/>, ending through the debug-exit port with
+/// 0, status 1) and the floppy boot sector Bochs boots (<see cref="BootSector"/>), so every
+/// emulator runs the identical instruction sequence.
 /// </summary>
 public static class BenchGuests
 {
-    /// <summary>A loop: its name, the instructions one iteration retires, and its builder.</summary>
-    public sealed record BenchGuest(string Name, int InstructionsPerIteration, Func<int, byte[]> Build);
+    /// <summary>
+    /// A loop: its name, the instructions one iteration retires, the mode it runs in (32:
+    /// protected mode, flat segments; 64: long mode, 4-level paging with 2 MiB pages identity
+    /// mapping the first 1 GiB) and the emitter of the loop from its set-up to its last iteration.
+    /// </summary>
+    public sealed record BenchGuest(string Name, int InstructionsPerIteration, int Bitness, Action<Assembler, int> EmitLoop)
+    {
+        /// <summary>The Multiboot kernel: the loop, then debug-exit 0 (the integer loop also checks its checksum).</summary>
+        public byte[] Build(int iterations, KernelFormat format = KernelFormat.AoutKludge)
+        {
+            if (Name == "integer")
+            {
+                return GuestPrograms.BuildCompute(iterations, format);
+            }
+
+            var k = new MultibootKernelBuilder();
+            var c = Bitness == 64 ? k.EnterLongMode() : k.Code32;
+            EmitLoop(c.A, iterations);
+            c.DebugExit(0);
+            return k.Build(format);
+        }
+    }
 
     public static IReadOnlyList<BenchGuest> All { get; } =
     [
-        new("integer", GuestPrograms.ComputeInstructionsPerIteration, n => GuestPrograms.BuildCompute(n)),
-        new("memory", 7, BuildMemoryLoop),
-        new("branchy", 9, BuildBranchyLoop),
-        new("callret", 6, BuildCallRetLoop),
+        new("integer", GuestPrograms.ComputeInstructionsPerIteration, 32, EmitIntegerLoop),
+        new("memory", 7, 64, EmitMemoryLoop),
+        new("branchy", 9, 32, EmitBranchyLoop),
+        new("callret", 6, 32, EmitCallRetLoop),
     ];
 
     public static BenchGuest Find(string name) =>
         All.FirstOrDefault(g => g.Name == name) ?? throw new ArgumentException($"unknown guest loop '{name}' ({string.Join(", ", All.Select(g => g.Name))})");
 
-    /// <summary>Long mode: walk a 2 MiB buffer with a 4 KiB + 64 stride, loading and storing (TLB and page-walk heavy).</summary>
-    public static byte[] BuildMemoryLoop(int iterations)
+    /// <summary>
+    /// The anchor loop of issue 7, as <see cref="GuestPrograms.BuildCompute"/> runs it (load, add,
+    /// xor, shl, store, dec, jnz). The Multiboot kernel uses BuildCompute itself, which also
+    /// checks the checksum; this copy is the boot sector's.
+    /// </summary>
+    public static void EmitIntegerLoop(Assembler a, int iterations)
     {
-        var k = new MultibootKernelBuilder();
-        var c = k.EnterLongMode();
-        var a = c.A;
+        a.mov(ecx, iterations);
+        a.mov(esi, GuestPrograms.ComputeBuffer);
+        a.mov(__dword_ptr[esi], 0);
+        a.xor(eax, eax);
+        var loop = a.CreateLabel();
+        a.Label(ref loop);
+        a.mov(edx, __dword_ptr[esi]);
+        a.add(eax, edx);
+        a.xor(eax, 0x9E3779B9u);
+        a.shl(eax, 1);
+        a.mov(__dword_ptr[esi], eax);
+        a.dec(ecx);
+        a.jnz(loop);
+    }
+
+    /// <summary>Long mode: walk a 2 MiB buffer with a 4 KiB + 64 stride, loading and storing (TLB and page-walk heavy).</summary>
+    public static void EmitMemoryLoop(Assembler a, int iterations)
+    {
         a.mov(ecx, iterations);
         a.mov(rsi, 0x400000);
         a.xor(eax, eax);
@@ -42,19 +85,14 @@ public static class BenchGuests
         a.or(rsi, 0x400000);
         a.dec(ecx);
         a.jnz(loop);
-        c.DebugExit(0);
-        return k.Build();
     }
 
     /// <summary>
     /// 32-bit: a data-dependent branch every iteration (taken on odd counters) plus a
     /// compare-and-branch; 9 instructions per iteration whichever way the branch goes.
     /// </summary>
-    public static byte[] BuildBranchyLoop(int iterations)
+    public static void EmitBranchyLoop(Assembler a, int iterations)
     {
-        var k = new MultibootKernelBuilder();
-        var c = k.Code32;
-        var a = c.A;
         a.mov(ecx, iterations);
         a.xor(eax, eax);
         a.xor(ebx, ebx);
@@ -75,16 +113,11 @@ public static class BenchGuests
         a.shr(edx, 3);           // 7
         a.dec(ecx);              // 8
         a.jnz(loop);             // 9
-        c.DebugExit(0);
-        return k.Build();
     }
 
     /// <summary>32-bit: a call to a leaf function every iteration: call, push, pop, ret, dec, jnz (6 instructions).</summary>
-    public static byte[] BuildCallRetLoop(int iterations)
+    public static void EmitCallRetLoop(Assembler a, int iterations)
     {
-        var k = new MultibootKernelBuilder();
-        var c = k.Code32;
-        var a = c.A;
         var loop = a.CreateLabel();
         var leaf = a.CreateLabel();
         var done = a.CreateLabel();
@@ -100,7 +133,5 @@ public static class BenchGuests
         a.pop(edx);              // 3
         a.ret();                 // 4
         a.Label(ref done);
-        c.DebugExit(0);
-        return k.Build();
     }
 }
