@@ -24,6 +24,13 @@ public sealed class ChromeTraceRecorder(int vcpus, string title, int maxEvents =
     /// <summary>The track of the LAPIC timers (tid), after the vCPUs'.</summary>
     public int TimerTrack => vcpus;
 
+    /// <summary>
+    /// The VM's process id, past every track's tid: viewers take the thread whose tid equals the
+    /// pid for the process's main thread and sort it first (Perfetto does), which with pid 1
+    /// put vCPU 1 above vCPU 0.
+    /// </summary>
+    public int ProcessId => vcpus + 1;
+
     private readonly long _start = Stopwatch.GetTimestamp();
     private readonly ConcurrentQueue<Dictionary<string, object>> _events = new();
     private readonly double[] _entryAt = new double[vcpus];
@@ -50,7 +57,7 @@ public sealed class ChromeTraceRecorder(int vcpus, string title, int maxEvents =
             ["ph"] = "X",
             ["ts"] = _entryAt[vcpu],
             ["dur"] = Math.Max(0.001, now - _entryAt[vcpu]),
-            ["pid"] = 1,
+            ["pid"] = ProcessId,
             ["tid"] = vcpu,
             ["cat"] = "guest",
             ["cname"] = "thread_state_running",
@@ -62,7 +69,7 @@ public sealed class ChromeTraceRecorder(int vcpus, string title, int maxEvents =
             ["ph"] = "i",
             ["s"] = "t",
             ["ts"] = now,
-            ["pid"] = 1,
+            ["pid"] = ProcessId,
             ["tid"] = vcpu,
             ["cat"] = fast ? "exit,fastpath" : "exit,slowpath",
             ["cname"] = fast ? "good" : "terrible",
@@ -88,7 +95,7 @@ public sealed class ChromeTraceRecorder(int vcpus, string title, int maxEvents =
         ["ph"] = "i",
         ["s"] = "t",
         ["ts"] = Now,
-        ["pid"] = 1,
+        ["pid"] = ProcessId,
         ["tid"] = vcpu,
         ["cat"] = "block",
     });
@@ -150,7 +157,7 @@ public sealed class ChromeTraceRecorder(int vcpus, string title, int maxEvents =
             ["ph"] = "X",
             ["ts"] = from,
             ["dur"] = 0.5,
-            ["pid"] = 1,
+            ["pid"] = ProcessId,
             ["tid"] = fromTrack,
             ["cat"] = category,
             ["bind_id"] = id,
@@ -163,7 +170,7 @@ public sealed class ChromeTraceRecorder(int vcpus, string title, int maxEvents =
             ["ph"] = "X",
             ["ts"] = Math.Max(to, from + 0.5),
             ["dur"] = 0.5,
-            ["pid"] = 1,
+            ["pid"] = ProcessId,
             ["tid"] = toTrack,
             ["cat"] = category,
             ["bind_id"] = id,
@@ -180,11 +187,11 @@ public sealed class ChromeTraceRecorder(int vcpus, string title, int maxEvents =
         }
     }
 
-    private static Dictionary<string, object> Meta(string name, int tid, Dictionary<string, object> args) => new()
+    private Dictionary<string, object> Meta(string name, int tid, Dictionary<string, object> args) => new()
     {
         ["name"] = name,
         ["ph"] = "M",
-        ["pid"] = 1,
+        ["pid"] = ProcessId,
         ["tid"] = tid,
         ["args"] = args,
     };

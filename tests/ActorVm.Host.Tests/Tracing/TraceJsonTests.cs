@@ -24,6 +24,12 @@ public sealed class TraceJsonTests : IDisposable
         var tracks = events.Where(e => e.GetProperty("ph").GetString() == "M" && e.GetProperty("name").GetString() == "thread_name")
             .ToDictionary(e => e.GetProperty("tid").GetInt32(), e => e.GetProperty("args").GetProperty("name").GetString());
         Assert.Equal(["vCPU 0", "vCPU 1", "vCPU 2", "vCPU 3"], Enumerable.Range(0, 4).Select(i => tracks[i]));
+
+        // One process, whose pid is no track's tid: a viewer takes tid == pid for the main
+        // thread and lists it first, out of vCPU order.
+        var pids = events.Select(e => e.GetProperty("pid").GetInt32()).Distinct().ToList();
+        Assert.Single(pids);
+        Assert.DoesNotContain(pids[0], tracks.Keys);
         for (var v = 0; v < 4; v++)
         {
             Assert.Contains(events, e => e.GetProperty("ph").GetString() == "X" && e.GetProperty("name").GetString()!.StartsWith("guest", StringComparison.Ordinal) && e.GetProperty("tid").GetInt32() == v);
