@@ -50,7 +50,9 @@ public sealed class ProgressDisplay(IAnsiConsole console, string name, double? t
         {
             var before = _previous?.PerVcpu[v.Vcpu];
             var exits = v.ExitsByReason.Values.Sum() - (before?.ExitsByReason.Values.Sum() ?? 0);
-            var running = before is null || v.InstructionsRetired != before.InstructionsRetired;
+            // Running: it retired instructions since the last frame (the first frame: since the
+            // start), so a vCPU that never ran shows as halted from the first frame on.
+            var running = v.InstructionsRetired != (before?.InstructionsRetired ?? 0);
             table.AddRow(v.Vcpu.ToString(c), running ? "[green]running[/]" : "[grey]halted[/]", v.InstructionsRetired.ToString("N0", c),
                 (dt > 0 ? exits / dt : 0).ToString("N0", c));
         }
