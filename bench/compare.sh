@@ -38,6 +38,7 @@ LOOPS=${LOOPS:-integer memory branchy callret}
 N1=${N1:-10000000}
 N2=${N2:-60000000}
 ROUNDS=${ROUNDS:-3}
+BOCHS_TIMEOUT=${BOCHS_TIMEOUT:-600}
 OUT=${OUT:-$ROOT/bench/results}
 GUESTS=$ROOT/bench/guests
 WORK=$(mktemp -d)
@@ -109,7 +110,9 @@ cpu: count=1, ips=100000000
 clock: sync=none
 RC
             echo c > "$WORK/bochs.cmd"
-            /usr/bin/time -o "$t" -f "%U %S %e" bochs -q -f "$WORK/bochsrc" -rc "$WORK/bochs.cmd" </dev/null >/dev/null 2>&1 || true
+            # Bounded: a Bochs that cannot run the guest (e.g. built without x86-64, for the memory
+            # loop) resets and boots the floppy again forever instead of exiting.
+            /usr/bin/time -o "$t" -f "%U %S %e" timeout "$BOCHS_TIMEOUT" bochs -q -f "$WORK/bochsrc" -rc "$WORK/bochs.cmd" </dev/null >/dev/null 2>&1 || true
             # The guest's only way out is the shutdown port; anything else is a failure.
             grep -q "Shutdown port: shutdown requested" "$WORK/bochs.log" || { log "bochs did not reach the shutdown port"; tail -n 5 "$WORK/bochs.log" >&2; return 1; }
             ;;
