@@ -98,7 +98,7 @@ const browser = await puppeteer.launch({
 try {
     const page = await browser.newPage();
     page.on('pageerror', e => console.error(`page error: ${e.message}`));
-    await page.setViewport({ width: 1600, height: 560, deviceScaleFactor: 1 });
+    await page.setViewport({ width: 1600, height: 460, deviceScaleFactor: 1 });
     await page.goto(`http://127.0.0.1:${server.address().port}/`, { waitUntil: 'load' });
 
     // Loaded: the engine is ready and every vCPU has its slice track.
