@@ -38,6 +38,9 @@ public static class StormRunner
             Dispatcher = settings.Dispatcher,
             SliceInstructions = settings.SliceInstructions,
             Observer = checker,
+            ApicEvents = checker,
+            Trace = settings.CheckTrace ? TraceEvents.KvmEntry : TraceEvents.None,
+            TraceLogger = settings.CheckTrace ? checker.EntryTraceLogger() : null,
             Faults = faults,
             Timeout = settings.Duration + settings.DrainBound + TimeSpan.FromSeconds(30),
             Load = (m, c) =>
@@ -107,6 +110,7 @@ public static class StormRunner
         progress?.Invoke(checker.Events);
         control?.Shutdown(0, "storm over");
         var result = await run.ConfigureAwait(false);
+        checker.Finish();
         var ledger = StormLedger.Read(machine, settings.Kind, settings.Vcpus);
         var expected = result.Kind == VmExitKind.Shutdown && result.ExitCode == 0;
         return new StormReport(

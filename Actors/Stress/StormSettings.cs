@@ -33,6 +33,9 @@ public sealed record StormSettings(StormKind Kind, int Vcpus, TimeSpan Duration,
     /// <summary>End the storm at the first violation (the negative controls' time bound).</summary>
     public bool StopOnViolation { get; init; } = true;
 
+    /// <summary>Trace every kvm_entry and let the checker match the lines with the entries (I9); costs a formatted line per entry.</summary>
+    public bool CheckTrace { get; init; } = true;
+
     public long SliceInstructions { get; init; } = 20_000;
 
     public VcpuDispatcher Dispatcher { get; init; } = VcpuDispatcher.Shared;
