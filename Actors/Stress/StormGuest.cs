@@ -59,6 +59,9 @@ public static class StormGuest
             case StormKind.InitSipi:
                 InitSipi(a, vcpus);
                 break;
+            case StormKind.SipiRace:
+                SipiRace(a, vcpus);
+                break;
             case StormKind.Periodic:
                 Periodic(a);
                 break;
@@ -82,12 +85,22 @@ public static class StormGuest
         machine.Memory.Write32((ulong)TimerVector * 4, (uint)result.GetLabelRIP(labels.TimerHandler));
         machine.Memory.Write32((ulong)PeriodicVector * 4, (uint)result.GetLabelRIP(labels.TickHandler));
         machine.Memory.Write32(13 * 4, (uint)result.GetLabelRIP(labels.GpHandler));
+        machine.Memory.Write32(2 * 4, (uint)result.GetLabelRIP(labels.NmiHandler));
         machine.Memory.Write32((ulong)SpuriousVector * 4, (uint)result.GetLabelRIP(labels.SpuriousHandler));
 
         // AP start page: a far jump to the common entry.
         var stub = new Assembler(16);
         stub.jmp(0, (uint)result.GetLabelRIP(common));
         machine.Memory.WriteBytes((ulong)SipiPage << 12, Assemble(stub, 0, out _));
+
+        // sipi-race start pages: the same entry, BP saying which SIPI started the AP.
+        foreach (var (page, marker) in new[] { (WinningSipiPage, 1), (OverriddenSipiPage, 2) })
+        {
+            var s = new Assembler(16);
+            s.mov(bp, (ushort)marker);
+            s.jmp(0, (uint)result.GetLabelRIP(common));
+            machine.Memory.WriteBytes((ulong)page << 12, Assemble(s, 0, out _));
+        }
 
         // The BSP starts at the common entry in real mode.
         var bsp = machine.Cpus[0];
@@ -370,6 +383,106 @@ public static class StormGuest
     }
 
     /// <summary>
+    /// The BSP visits the APs round robin. Each AP, once booted, halts with IF=0 for good, so
+    /// only NMI, INIT or SIPI may end its HLT (I12). Per visit: a fixed IRQ (HeldVector) that
+    /// stays pending in IRR; a SIPI 7 to the halted AP (dropped, I14); an NMI, waited for; then
+    /// INIT, SIPI 9, INIT, SIPI 8 back to back — the second INIT replaces SIPI 9 if it is still
+    /// pending, so the AP boots via page 8 exactly once and via page 9 at most once (I14); the BSP
+    /// waits for the page-8 boot and sends one more SIPI 7 to the AP that is now running (dropped).
+    /// The AP's boot code counts by start page (BP from the stub; 0 from page 7 and at reset).
+    /// </summary>
+    private static void SipiRace(Assembler a, int vcpus)
+    {
+        var ap = a.CreateLabel();
+        var loop = a.CreateLabel();
+        var stop = a.CreateLabel();
+        var wrap = a.CreateLabel();
+        var firstBoots = a.CreateLabel();
+        a.test(esi, esi);
+        a.jnz(ap);
+
+        a.Label(ref firstBoots);
+        a.pause();
+        a.cmp(__dword_ptr[Boots], vcpus - 1);
+        a.jb(firstBoots);
+        a.xor(edi, edi);
+        a.Label(ref loop);
+        a.cmp(__dword_ptr[Stop], 0);
+        a.jne(stop);
+        a.inc(edi);
+        a.cmp(edi, vcpus);
+        a.jb(wrap);
+        a.mov(edi, 1u);
+        a.Label(ref wrap);
+        a.mov(ax, di);
+        a.add(ax, 0x3000);
+        a.mov(es, ax); // the AP's record
+        a.mov(ax, di);
+        a.add(ax, 0xE000);
+        a.mov(gs, ax); // its race record
+
+        SendTo(a, HeldVector); // fixed: must stay in IRR while the AP halts with IF=0
+        a.inc(__dword_ptr.gs[SipisDropped]);
+        SendTo(a, 0x600u | SipiPage); // the AP is not waiting for SIPI: dropped
+
+        var nmi = a.CreateLabel();
+        a.mov(ebx, __dword_ptr.es[Fired]);
+        a.inc(__dword_ptr.gs[NmisSent]);
+        SendTo(a, 0x400); // NMI
+        a.Label(ref nmi);
+        a.pause();
+        a.cmp(__dword_ptr.es[Fired], ebx);
+        a.je(nmi);
+
+        var booted = a.CreateLabel();
+        a.mov(ebx, __dword_ptr.es[Received]);
+        a.inc(__dword_ptr.es[Sent]);
+        SendTo(a, 0x500); // INIT
+        SendTo(a, 0x600u | OverriddenSipiPage);
+        SendTo(a, 0x500); // INIT: replaces SIPI 9 if it is still pending
+        SendTo(a, 0x600u | WinningSipiPage);
+        a.Label(ref booted);
+        a.pause();
+        a.cmp(__dword_ptr.es[Received], ebx);
+        a.je(booted);
+        a.inc(__dword_ptr.gs[SipisDropped]);
+        SendTo(a, 0x600u | SipiPage); // the AP is running: dropped
+        a.jmp(loop);
+
+        a.Label(ref stop);
+        a.@lock.inc(__dword_ptr[Done]);
+        HaltForever(a, interrupts: false);
+
+        // AP: count the boot by start page, then HLT with IF=0 for good, counting every wake.
+        var page8 = a.CreateLabel();
+        var page9 = a.CreateLabel();
+        var counted = a.CreateLabel();
+        var halt = a.CreateLabel();
+        a.Label(ref ap);
+        a.mov(ax, si);
+        a.add(ax, 0xE000);
+        a.mov(es, ax);
+        a.cmp(bp, 1);
+        a.je(page8);
+        a.cmp(bp, 2);
+        a.je(page9);
+        a.inc(__dword_ptr.es[BootsPage7]);
+        a.@lock.inc(__dword_ptr[Boots]);
+        a.jmp(counted);
+        a.Label(ref page8);
+        a.inc(__dword_ptr.fs[Received]);
+        a.jmp(counted);
+        a.Label(ref page9);
+        a.inc(__dword_ptr.es[BootsPage9]);
+        a.Label(ref counted);
+        a.cli();
+        a.Label(ref halt);
+        a.hlt();
+        a.inc(__dword_ptr.fs[Armed]);
+        a.jmp(halt);
+    }
+
+    /// <summary>
     /// Periodic mode, divide by 1, TMICT = 1: a 1 ns period that KVM clamps to
     /// min_timer_period_us (200 µs). Ticks may coalesce under load; they may never come faster.
     /// </summary>
@@ -480,6 +593,7 @@ public static class StormGuest
             TickHandler = a.CreateLabel("tick");
             GpHandler = a.CreateLabel("gp");
             StrayHandler = a.CreateLabel("stray");
+            NmiHandler = a.CreateLabel("nmi");
             SpuriousHandler = a.CreateLabel("spurious");
             ArmRoutine = a.CreateLabel("arm");
         }
@@ -490,6 +604,7 @@ public static class StormGuest
         public Label TickHandler;
         public Label GpHandler;
         public Label StrayHandler;
+        public Label NmiHandler;
         public Label SpuriousHandler;
         public Label ArmRoutine;
 
@@ -583,6 +698,11 @@ public static class StormGuest
             a.push(edx);
             a.@lock.inc(__dword_ptr[Stray]);
             EoiAndReturn(a);
+
+            // NMI (sipi-race): count; NMIs take no EOI.
+            a.Label(ref NmiHandler);
+            a.inc(__dword_ptr.fs[Fired]);
+            a.iret();
 
             // Spurious vector: no EOI (SDM 11.9).
             a.Label(ref SpuriousHandler);

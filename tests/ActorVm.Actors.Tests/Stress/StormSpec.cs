@@ -27,6 +27,7 @@ public sealed class StormSpec(ITestOutputHelper output)
         data.Add("timers", 4, 5, true);
         data.Add("self-ipi-kick", 4, 6, true);
         data.Add("init-sipi", 4, 7, true);
+        data.Add("sipi-race", 4, 8, true);
         return data;
     }
 
