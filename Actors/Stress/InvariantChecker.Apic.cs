@@ -30,6 +30,7 @@ public sealed partial class InvariantChecker
     public void Acknowledged(int vcpu, ApicSnapshot before, int vector)
     {
         var t = Record(vcpu, "ack", vector, before.Ppr);
+        Interlocked.Increment(ref _acknowledges);
 
         // I11: INTA takes the highest IRR vector whose priority class is above PPR's class
         // (SDM 11.8.3.1, 11.8.4; KVM apic_has_interrupt_for_ppr), computed here from the raw bits.
@@ -55,6 +56,7 @@ public sealed partial class InvariantChecker
     {
         var highest = before.HighestIsr;
         Record(vcpu, "eoi", highest, after.HighestIsr);
+        Interlocked.Increment(ref _eois);
 
         // I11: EOI clears the highest ISR bit and nothing else (SDM 11.8.5; KVM apic_set_eoi).
         for (var w = 0; w < 4; w++)

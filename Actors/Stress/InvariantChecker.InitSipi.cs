@@ -40,6 +40,16 @@ public sealed partial class InvariantChecker
         string? wrong = null;
         if (init)
         {
+            Interlocked.Increment(ref _inits);
+        }
+
+        if (sipi)
+        {
+            Interlocked.Increment(ref taken.After == MpState.Runnable && (init || taken.Before == MpState.InitReceived) && !bsp ? ref _sipiStarts : ref _sipisDropped);
+        }
+
+        if (init)
+        {
             // INIT resets: BSP → RUNNABLE, AP → INIT_RECEIVED; a SIPI taken with it starts the AP.
             var expected = bsp || sipi ? MpState.Runnable : MpState.InitReceived;
             if (taken.After != expected)
@@ -97,6 +107,7 @@ public sealed partial class InvariantChecker
         if (t.HaltedIfClear)
         {
             t.HaltedIfClear = false;
+            Interlocked.Increment(ref _haltsIfClear);
             if (t.HaltWokenBy is null)
             {
                 var shared = _vcpus[vcpu].Shared;

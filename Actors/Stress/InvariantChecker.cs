@@ -37,6 +37,12 @@ public sealed partial class InvariantChecker : IRunLoopObserver, Lapic.IApicEven
     private long _forcedLeaks;
     private long _forcedEntries;
     private long _transientPendingSamples;
+    private long _acknowledges;
+    private long _eois;
+    private long _inits;
+    private long _sipisDropped;
+    private long _sipiStarts;
+    private long _haltsIfClear;
 
     /// <param name="seed">The run's seed, quoted in every violation.</param>
     /// <param name="stallBound">How long a request may stay pending in guest mode, or a wake condition stay unanswered, before it counts as lost.</param>
@@ -115,6 +121,17 @@ public sealed partial class InvariantChecker : IRunLoopObserver, Lapic.IApicEven
     }
 
     public void Dispose() => Stop();
+
+    /// <summary>How often each event-driven rule of I9, I11-I14 had something to check.</summary>
+    public CheckerCoverage Coverage => new(
+        TraceLines,
+        Interlocked.Read(ref _acknowledges),
+        Interlocked.Read(ref _eois),
+        SelfIpisSent,
+        Interlocked.Read(ref _inits),
+        Interlocked.Read(ref _sipisDropped),
+        Interlocked.Read(ref _sipiStarts),
+        Interlocked.Read(ref _haltsIfClear));
 
     // ---- hooks ---------------------------------------------------------------------------------
 

@@ -24,7 +24,8 @@ public sealed record StormReport(
     string Outcome,
     bool OutcomeExpected,
     long ForcedLeaks,
-    long ForcedEntries)
+    long ForcedEntries,
+    CheckerCoverage Coverage)
 {
     public double EventsPerSecond => Seconds > 0 ? Events / Seconds : 0;
 

@@ -132,6 +132,7 @@ public static class StormRunner
             $"{result.Kind}: {result.Detail}",
             expected,
             checker.ForcedLeaks,
-            checker.ForcedEntries);
+            checker.ForcedEntries,
+            checker.Coverage);
     }
 }

@@ -41,6 +41,24 @@ public sealed class StormSpec(ITestOutputHelper output)
         if (storm.StartsWith("self-ipi", StringComparison.Ordinal))
         {
             Assert.True(report.ForcedEntries > 0, "the self-IPI storm forced no immediate exit");
+            Assert.True(report.Coverage.SelfIpis > 0, "I13 followed no self-IPI");
+        }
+
+        // The event-driven rules had something to check (a rule that never ran proves nothing).
+        var c = report.Coverage;
+        Assert.True(c.TraceLines > 0, "I9 matched no kvm_entry line");
+        if (storm is "init-sipi" or "sipi-race")
+        {
+            Assert.True(c.Inits > 0 && c.SipiStarts > 0, $"I14 saw no INIT/SIPI boot ({c})");
+        }
+        else
+        {
+            Assert.True(c.Acknowledges > 0 && c.Eois > 0, $"I11 checked no INTA or EOI ({c})");
+        }
+
+        if (storm == "sipi-race")
+        {
+            Assert.True(c.SipisDropped > 0 && c.HaltsWithInterruptsOff > 0, $"I12/I14 saw no dropped SIPI or HLT with IF=0 ({c})");
         }
     }
 
@@ -61,7 +79,7 @@ public sealed class StormSpec(ITestOutputHelper output)
         var report = await StormRunner.RunAsync(new StormSettings(kind, vcpus, Duration, seed) { Delays = delays });
         output.WriteLine($"{report.Storm} vcpus={report.Vcpus} seed={report.Seed} delays={report.Delays}: events={report.Events} " +
             $"irqs={report.GuestInterrupts} sent={report.Sent} lost={report.Lost} dup={report.Duplicates} violations={report.ViolationCount} " +
-            $"drained={report.Drained} outcome={report.Outcome} forced={report.ForcedEntries} leaks={report.ForcedLeaks} {report.Seconds:F2}s");
+            $"drained={report.Drained} outcome={report.Outcome} forced={report.ForcedEntries} leaks={report.ForcedLeaks} {report.Seconds:F2}s; checked: {report.Coverage}");
         foreach (var v in report.Violations)
         {
             output.WriteLine(v.ToString());
