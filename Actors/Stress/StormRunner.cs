@@ -14,10 +14,11 @@ public static class StormRunner
 {
     public static async Task<StormReport> RunAsync(StormSettings settings, Action<long>? progress = null, CancellationToken cancellationToken = default)
     {
-        if (settings.Vcpus < StormCatalog.MinimumVcpus(settings.Kind) || settings.Vcpus > StormLayout.MaxVcpus)
+        var max = StormGuest.MaxVcpusFor(settings.Apic);
+        if (settings.Vcpus < StormCatalog.MinimumVcpus(settings.Kind) || settings.Vcpus > max)
         {
             throw new ArgumentOutOfRangeException(nameof(settings), settings.Vcpus,
-                $"storm {settings.Name} runs with {StormCatalog.MinimumVcpus(settings.Kind)} to {StormLayout.MaxVcpus} vCPUs");
+                $"storm {settings.Name} runs with {StormCatalog.MinimumVcpus(settings.Kind)} to {max} vCPUs");
         }
 
         using var checker = new InvariantChecker(settings.Seed, settings.StallBound);
@@ -45,7 +46,7 @@ public static class StormRunner
             Timeout = settings.Duration + settings.DrainBound + TimeSpan.FromSeconds(30),
             Load = (m, c) =>
             {
-                StormGuest.Load(m, settings.Kind, settings.Vcpus, settings.Seed);
+                StormGuest.Load(m, settings.Kind, settings.Vcpus, settings.Seed, settings.Apic);
                 control = c;
             },
         };

@@ -40,5 +40,8 @@ public sealed record StormSettings(StormKind Kind, int Vcpus, TimeSpan Duration,
 
     public VcpuDispatcher Dispatcher { get; init; } = VcpuDispatcher.Shared;
 
-    public string Name => StormCatalog.Name(Kind);
+    /// <summary>The LAPIC interface the guests program: x2APIC MSRs, or the xAPIC MMIO page (IPIs as ICR writes at 0xFEE00310/0xFEE00300, up to 255 vCPUs).</summary>
+    public StormApicMode Apic { get; init; } = StormApicMode.X2Apic;
+
+    public string Name => Apic == StormApicMode.XApic ? StormCatalog.Name(Kind) + "/xapic" : StormCatalog.Name(Kind);
 }
