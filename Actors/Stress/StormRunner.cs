@@ -2,6 +2,7 @@ using System.Diagnostics;
 using ActorVm.Actors.Vcpu;
 using ActorVm.Actors.Vm;
 using ActorVm.Hardware;
+using ActorVm.Hardware.X86;
 
 namespace ActorVm.Actors.Stress;
 
@@ -134,6 +135,9 @@ public static class StormRunner
             expected,
             checker.ForcedLeaks,
             checker.ForcedEntries,
-            checker.Coverage);
+            checker.Coverage)
+        {
+            ApicAccessExits = result.Statistics.Total.ExitsByReason.GetValueOrDefault(ExitReason.ApicAccess.TraceName()),
+        };
     }
 }
