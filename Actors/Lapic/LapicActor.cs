@@ -153,8 +153,9 @@ public sealed class LapicActor : ReceiveActor
             case DeliveryMode.Init:
                 if (_apic.TakePendingInit())
                 {
+                    var sipiWasPending = (Shared.ApicEvents & VcpuShared.ApicSipi) != 0;
                     Shared.PostInit();
-                    _ctx.Options.Observer?.ApicEventPosted(_ctx.Id, init: true);
+                    _ctx.Options.Observer?.ApicEventPosted(_ctx.Id, init: true, sipiWasPending);
                     _apic.InitReset();
                     PublishTpr();
                     ArmTimer(); // the reset stopped the timer: cancel what the old deadline armed
@@ -167,7 +168,7 @@ public sealed class LapicActor : ReceiveActor
                 if (_apic.TryTakeSipi(out var vector))
                 {
                     Shared.PostSipi(vector);
-                    _ctx.Options.Observer?.ApicEventPosted(_ctx.Id, init: false);
+                    _ctx.Options.Observer?.ApicEventPosted(_ctx.Id, init: false, sipiWasPending: false);
                 }
 
                 Shared.MakeRequest(KvmRequest.Event);

@@ -12,6 +12,7 @@ namespace ActorVm.Actors.Stress;
 /// <param name="Inits">INITs posted and accepted (I14).</param>
 /// <param name="SipisDropped">SIPIs taken outside INIT_RECEIVED and checked to be dropped (I14).</param>
 /// <param name="SipiStarts">SIPIs that started an AP (I14).</param>
+/// <param name="SipisOverridden">INITs posted over a pending SIPI, which they must replace (I14; the LAPIC's view just before the post).</param>
 /// <param name="HaltsWithInterruptsOff">Exits into HLT with IF=0 whose next entry was checked (I12).</param>
 public sealed record CheckerCoverage(
     long TraceLines,
@@ -21,8 +22,9 @@ public sealed record CheckerCoverage(
     long Inits,
     long SipisDropped,
     long SipiStarts,
+    long SipisOverridden,
     long HaltsWithInterruptsOff)
 {
     public override string ToString() =>
-        $"trace {TraceLines}, INTA {Acknowledges}, EOI {Eois}, self-IPIs {SelfIpis}, INIT {Inits}, SIPI dropped {SipisDropped}, SIPI starts {SipiStarts}, HLT IF=0 {HaltsWithInterruptsOff}";
+        $"trace {TraceLines}, INTA {Acknowledges}, EOI {Eois}, self-IPIs {SelfIpis}, INIT {Inits}, SIPI dropped {SipisDropped}, SIPI starts {SipiStarts}, SIPI overridden {SipisOverridden}, HLT IF=0 {HaltsWithInterruptsOff}";
 }

@@ -10,9 +10,13 @@ namespace ActorVm.Actors.Stress;
 /// </summary>
 public sealed partial class InvariantChecker
 {
-    public void ApicEventPosted(int vcpu, bool init)
+    public void ApicEventPosted(int vcpu, bool init, bool sipiWasPending)
     {
-        Record(vcpu, init ? "post-init" : "post-sipi", 0, 0);
+        Record(vcpu, init ? "post-init" : "post-sipi", sipiWasPending ? 1 : 0, 0);
+        if (init && sipiWasPending)
+        {
+            Interlocked.Increment(ref _sipisOverridden);
+        }
 
         // I14: INIT replaces the pending events (pending_events = {INIT}), so a SIPI posted before
         // it is gone. Only this vCPU's LAPIC actor, which is calling us, posts SIPIs, and the run

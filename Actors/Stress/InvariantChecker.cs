@@ -42,6 +42,7 @@ public sealed partial class InvariantChecker : IRunLoopObserver, Lapic.IApicEven
     private long _inits;
     private long _sipisDropped;
     private long _sipiStarts;
+    private long _sipisOverridden;
     private long _haltsIfClear;
 
     /// <param name="seed">The run's seed, quoted in every violation.</param>
@@ -131,6 +132,7 @@ public sealed partial class InvariantChecker : IRunLoopObserver, Lapic.IApicEven
         Interlocked.Read(ref _inits),
         Interlocked.Read(ref _sipisDropped),
         Interlocked.Read(ref _sipiStarts),
+        Interlocked.Read(ref _sipisOverridden),
         Interlocked.Read(ref _haltsIfClear));
 
     // ---- hooks ---------------------------------------------------------------------------------

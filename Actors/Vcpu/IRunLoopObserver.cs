@@ -55,8 +55,12 @@ public interface IRunLoopObserver
     {
     }
 
-    /// <summary>__apic_accept_irq posted INIT (<paramref name="init"/>) or SIPI into the vCPU's pending events; called right after the post, in the LAPIC actor.</summary>
-    void ApicEventPosted(int vcpu, bool init)
+    /// <summary>
+    /// __apic_accept_irq posted INIT (<paramref name="init"/>) or SIPI into the vCPU's pending
+    /// events; called right after the post, in the LAPIC actor. <paramref name="sipiWasPending"/>:
+    /// a SIPI was pending just before an INIT post (which replaces it), for statistics only.
+    /// </summary>
+    void ApicEventPosted(int vcpu, bool init, bool sipiWasPending)
     {
     }
 

@@ -243,10 +243,11 @@ public sealed class InvariantCheckerRulesSpec : IDisposable
         var shared = _vcpus[1].Shared;
         shared.PostSipi(7);
         shared.PostInit();
-        _checker.ApicEventPosted(1, init: true);
+        _checker.ApicEventPosted(1, init: true, sipiWasPending: true);
         Assert.Empty(_checker.Violations);
+        Assert.Equal(1, _checker.Coverage.SipisOverridden);
         shared.PostSipi(9); // a LAPIC that ORs INIT in instead of replacing
-        _checker.ApicEventPosted(1, init: true);
+        _checker.ApicEventPosted(1, init: true, sipiWasPending: true);
         Assert.Equal("I14", Assert.Single(_checker.Violations).Invariant);
     }
 
