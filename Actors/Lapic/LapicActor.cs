@@ -153,7 +153,7 @@ public sealed class LapicActor : ReceiveActor
             case DeliveryMode.Init:
                 if (_apic.TakePendingInit())
                 {
-                    var sipiWasPending = (Shared.ApicEvents & VcpuShared.ApicSipi) != 0;
+                    var sipiWasPending = _ctx.Options.Observer is not null && (Shared.ApicEvents & VcpuShared.ApicSipi) != 0;
                     Shared.PostInit();
                     _ctx.Options.Observer?.ApicEventPosted(_ctx.Id, init: true, sipiWasPending);
                     _apic.InitReset();
