@@ -14,6 +14,7 @@ namespace ActorVm.Actors.Stress;
 /// <param name="SipiStarts">SIPIs that started an AP (I14).</param>
 /// <param name="SipisOverridden">INITs posted over a pending SIPI, which they must replace (I14; the LAPIC's view just before the post).</param>
 /// <param name="HaltsWithInterruptsOff">Exits into HLT with IF=0 whose next entry was checked (I12).</param>
+/// <param name="HeldOffIrqs">Unforced entries with a deliverable IRQ that IF=0, a shadow or another injection kept out, checked for a window request (I11).</param>
 public sealed record CheckerCoverage(
     long TraceLines,
     long Acknowledges,
@@ -23,8 +24,9 @@ public sealed record CheckerCoverage(
     long SipisDropped,
     long SipiStarts,
     long SipisOverridden,
-    long HaltsWithInterruptsOff)
+    long HaltsWithInterruptsOff,
+    long HeldOffIrqs)
 {
     public override string ToString() =>
-        $"trace {TraceLines}, INTA {Acknowledges}, EOI {Eois}, self-IPIs {SelfIpis}, INIT {Inits}, SIPI dropped {SipisDropped}, SIPI starts {SipiStarts}, SIPI overridden {SipisOverridden}, HLT IF=0 {HaltsWithInterruptsOff}";
+        $"trace {TraceLines}, INTA {Acknowledges}, EOI {Eois}, self-IPIs {SelfIpis}, INIT {Inits}, SIPI dropped {SipisDropped}, SIPI starts {SipiStarts}, SIPI overridden {SipisOverridden}, HLT IF=0 {HaltsWithInterruptsOff}, IRQ held off {HeldOffIrqs}";
 }

@@ -1,3 +1,5 @@
+using System.Diagnostics;
+using ActorVm.Actors.Vcpu;
 using ActorVm.Hardware.Apic;
 using ActorVm.Hardware.X86;
 
@@ -67,6 +69,42 @@ public sealed partial class InvariantChecker
                 Report("I11", vcpu, $"EOI with highest ISR {Vector(highest)} left ISR {after} (before: {before})");
                 return;
             }
+        }
+    }
+
+    public void InterruptWindowAtEntry(int vcpu, bool irqWindow, EventInjection? injection, bool forced)
+    {
+        // A forced entry exits at once and re-evaluates (kvm_check_and_inject_events returned
+        // -EBUSY), so it needs no window.
+        var cpu = _vcpus[vcpu].Cpu;
+        var shared = _vcpus[vcpu].Shared;
+        var pending = shared.HighestDeliverable;
+        if (forced || (cpu.IF && !cpu.InterruptShadow && injection is null) || pending < 0)
+        {
+            return;
+        }
+
+        // I11: an IRQ that IF=0, a shadow or another injection keeps out must be left with an
+        // interrupt-window request (enable_irq_window).
+        Interlocked.Increment(ref _windowChecks);
+        if (irqWindow)
+        {
+            return;
+        }
+
+        // The LAPIC publishes a new vector, then makes EVENT, then kicks: a vector published
+        // after this entry's E7 is answered by that request or kick, so give it the stall bound
+        // to show up before calling the window missing.
+        var until = Stopwatch.GetTimestamp() + _stallTicks;
+        while (!shared.TestRequest(KvmRequest.Event) && shared.Mode.Read() != ModeWord.ExitingGuestMode)
+        {
+            if (Stopwatch.GetTimestamp() > until)
+            {
+                Report("I11", vcpu, $"IRQ 0x{pending:x} pending with IF={(cpu.IF ? 1 : 0)}, shadow={cpu.InterruptShadow}, injecting {injection?.ToString() ?? "nothing"}, and the entry requests no interrupt window");
+                return;
+            }
+
+            Thread.SpinWait(20);
         }
     }
 

@@ -43,6 +43,7 @@ public sealed partial class InvariantChecker : IRunLoopObserver, Lapic.IApicEven
     private long _sipisDropped;
     private long _sipiStarts;
     private long _sipisOverridden;
+    private long _windowChecks;
     private long _haltsIfClear;
 
     /// <param name="seed">The run's seed, quoted in every violation.</param>
@@ -133,7 +134,8 @@ public sealed partial class InvariantChecker : IRunLoopObserver, Lapic.IApicEven
         Interlocked.Read(ref _sipisDropped),
         Interlocked.Read(ref _sipiStarts),
         Interlocked.Read(ref _sipisOverridden),
-        Interlocked.Read(ref _haltsIfClear));
+        Interlocked.Read(ref _haltsIfClear),
+        Interlocked.Read(ref _windowChecks));
 
     // ---- hooks ---------------------------------------------------------------------------------
 

@@ -50,6 +50,15 @@ public interface IRunLoopObserver
     {
     }
 
+    /// <summary>
+    /// Right before <see cref="Entry"/>, on the vCPU actor: whether the entry asks for an
+    /// interrupt-window exit, and the event it injects (I11: an IRQ that cannot be injected
+    /// because of IF=0 or a shadow must leave a window request behind).
+    /// </summary>
+    void InterruptWindowAtEntry(int vcpu, bool irqWindow, EventInjection? injection, bool forced)
+    {
+    }
+
     /// <summary>An EOI write (xAPIC MMIO or x2APIC MSR) was applied; the LAPIC state before and after it.</summary>
     void EndOfInterrupt(int vcpu, Stress.ApicSnapshot before, Stress.ApicSnapshot after)
     {

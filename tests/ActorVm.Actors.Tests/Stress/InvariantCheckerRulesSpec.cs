@@ -140,6 +140,35 @@ public sealed class InvariantCheckerRulesSpec : IDisposable
         Assert.Contains("lost", _checker.Violations[1].Detail, StringComparison.Ordinal);
     }
 
+    [Fact(DisplayName = "I11: an IRQ held off by IF=0 needs a window request (or a forced entry); a request or kick arriving later excuses it")]
+    public async Task HeldOffIrqNeedsWindow()
+    {
+        using var checker = new InvariantChecker(seed: 7, stallBound: TimeSpan.FromMilliseconds(200)); // how long a late EVENT may take
+        checker.Attach(_vcpus);
+        var shared = _vcpus[0].Shared; // reset CPU: IF=0
+        shared.HighestDeliverable = 0x40;
+        checker.InterruptWindowAtEntry(0, irqWindow: true, injection: null, forced: false);
+        checker.InterruptWindowAtEntry(0, irqWindow: false, injection: null, forced: true);
+        Assert.Empty(checker.Violations);
+
+        // Published after E7: the LAPIC's EVENT request follows.
+        var late = Task.Run(() =>
+        {
+            Thread.Sleep(20);
+            shared.MakeRequest(KvmRequest.Event);
+        });
+        checker.InterruptWindowAtEntry(0, irqWindow: false, injection: null, forced: false);
+        await late;
+        Assert.Empty(checker.Violations);
+        shared.ClearRequest(KvmRequest.Event);
+
+        checker.InterruptWindowAtEntry(0, irqWindow: false, injection: null, forced: false);
+        var v = Assert.Single(checker.Violations);
+        Assert.Equal("I11", v.Invariant);
+        Assert.Contains("requests no interrupt window", v.Detail, StringComparison.Ordinal);
+        Assert.Equal(3, checker.Coverage.HeldOffIrqs);
+    }
+
     // ---- I12 ------------------------------------------------------------------------------------
 
     [Fact(DisplayName = "I12: leaving HLT with IF=0 needs an NMI, INIT or SIPI; a fixed IRQ is not enough")]

@@ -57,6 +57,11 @@ public sealed class StormSpec(ITestOutputHelper output)
             Assert.True(c.Acknowledges > 0 && c.Eois > 0, $"I11 checked no INTA or EOI ({c})");
         }
 
+        if (storm is "mixed" or "sipi-race")
+        {
+            Assert.True(c.HeldOffIrqs > 0, $"I11 saw no IRQ held off by IF=0 ({c})");
+        }
+
         if (storm == "sipi-race")
         {
             Assert.True(c.SipisDropped > 0 && c.HaltsWithInterruptsOff > 0, $"I12/I14 saw no dropped SIPI or HLT with IF=0 ({c})");
