@@ -71,7 +71,9 @@ public sealed class LapicActor : ReceiveActor
         {
             var eoiVector = m.Offset == ApicReg.Eoi ? _apic.HighestIsr() : -1;
             var tpr = _apic.Tpr;
+            var before = EoiSnapshot(m.Offset == ApicReg.Eoi);
             Apply(_apic.WriteMmio(m.Offset, (uint)m.Value, Now), eoiVector, tpr);
+            ObserveEoi(before);
             Sender.Tell(new RegisterAccessed(0, Fault: false));
         });
         Receive<ReadMsr>(m =>
@@ -151,7 +153,9 @@ public sealed class LapicActor : ReceiveActor
             case DeliveryMode.Init:
                 if (_apic.TakePendingInit())
                 {
+                    var sipiWasPending = _ctx.Options.Observer is not null && (Shared.ApicEvents & VcpuShared.ApicSipi) != 0;
                     Shared.PostInit();
+                    _ctx.Options.Observer?.ApicEventPosted(_ctx.Id, init: true, sipiWasPending);
                     _apic.InitReset();
                     PublishTpr();
                     ArmTimer(); // the reset stopped the timer: cancel what the old deadline armed
@@ -164,6 +168,7 @@ public sealed class LapicActor : ReceiveActor
                 if (_apic.TryTakeSipi(out var vector))
                 {
                     Shared.PostSipi(vector);
+                    _ctx.Options.Observer?.ApicEventPosted(_ctx.Id, init: false, sipiWasPending: false);
                 }
 
                 Shared.MakeRequest(KvmRequest.Event);
@@ -183,7 +188,13 @@ public sealed class LapicActor : ReceiveActor
 
     private void Acknowledge()
     {
+        var before = _ctx.Options.Observer is null ? null : Stress.ApicSnapshot.Of(_apic);
         var vector = _apic.TryAcknowledge(out var v) ? v : -1;
+        if (before is not null)
+        {
+            _ctx.Options.Observer!.Acknowledged(_ctx.Id, before, vector);
+        }
+
         Publish();
         Sender.Tell(new InterruptAcknowledged(vector, Shared.HighestDeliverable));
     }
@@ -192,11 +203,14 @@ public sealed class LapicActor : ReceiveActor
     {
         var eoiVector = m.Index == ApicReg.ToMsr(ApicReg.Eoi) ? _apic.HighestIsr() : -1;
         var tpr = _apic.Tpr;
+        var before = EoiSnapshot(m.Index == ApicReg.ToMsr(ApicReg.Eoi));
         var ok = _apic.TryWriteMsr(m.Index, m.Value, Now, out var effects);
         if (ok)
         {
             Apply(effects, eoiVector, tpr);
         }
+
+        ObserveEoi(before);
 
         if (m.Reply)
         {
@@ -299,6 +313,17 @@ public sealed class LapicActor : ReceiveActor
         else
         {
             Publish();
+        }
+    }
+
+    /// <summary>The LAPIC state before an EOI write, for the invariant checker (null when none is installed).</summary>
+    private Stress.ApicSnapshot? EoiSnapshot(bool eoi) => eoi && _ctx.Options.Observer is not null ? Stress.ApicSnapshot.Of(_apic) : null;
+
+    private void ObserveEoi(Stress.ApicSnapshot? before)
+    {
+        if (before is not null)
+        {
+            _ctx.Options.Observer!.EndOfInterrupt(_ctx.Id, before, Stress.ApicSnapshot.Of(_apic));
         }
     }
 

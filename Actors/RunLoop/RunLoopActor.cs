@@ -295,6 +295,7 @@ public sealed partial class RunLoopActor : ReceiveActor
         }
 
         var events = Shared.TakeApicEvents(out var sipiVector);
+        var (mpBefore, csBefore, ripBefore) = (_mp, Cpu.Seg[(int)SegReg.CS].Selector, Cpu.Rip);
         if ((events & VcpuShared.ApicInit) != 0)
         {
             var bsp = _ctx.Id == 0;
@@ -315,6 +316,8 @@ public sealed partial class RunLoopActor : ReceiveActor
             Cpu.UpdateMode();
             _mp = MpState.Runnable;
         }
+
+        _ctx.Options.Observer?.ApicEventsAccepted(_ctx.Id, new ApicEventsTaken(events, sipiVector, mpBefore, _mp, csBefore, ripBefore));
     }
 
     // ---- kvm_check_and_inject_events (spec §5) --------------------------------------------------

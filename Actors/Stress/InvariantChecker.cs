@@ -11,11 +11,16 @@ namespace ActorVm.Actors.Stress;
 /// request/mode/blocked state for what no single event can show: a request left pending in
 /// guest mode (I1) and a wake-up that never came (I4).
 /// <para>
+/// The rules are split by subject: this file holds the request/mode/forced-entry rules (I1-I8)
+/// and the sampler; <c>.Apic</c> the IRR/ISR/PPR and self-IPI rules (I11, I13); <c>.InitSipi</c>
+/// the halt and INIT/SIPI rules (I12, I14); <c>.Trace</c> the kvm_entry trace rule (I9).
+/// </para>
+/// <para>
 /// Per vCPU the hooks arrive sequentially (the vCPU's actors hand the Cpu over by message), so
 /// each vCPU's track is guarded by its own, uncontended lock.
 /// </para>
 /// </summary>
-public sealed class InvariantChecker : IRunLoopObserver, IDisposable
+public sealed partial class InvariantChecker : IRunLoopObserver, Lapic.IApicEventListener, IDisposable
 {
     private const int RingSize = 16;
     private const int MaxKept = 64;
@@ -32,6 +37,14 @@ public sealed class InvariantChecker : IRunLoopObserver, IDisposable
     private long _forcedLeaks;
     private long _forcedEntries;
     private long _transientPendingSamples;
+    private long _acknowledges;
+    private long _eois;
+    private long _inits;
+    private long _sipisDropped;
+    private long _sipiStarts;
+    private long _sipisOverridden;
+    private long _windowChecks;
+    private long _haltsIfClear;
 
     /// <param name="seed">The run's seed, quoted in every violation.</param>
     /// <param name="stallBound">How long a request may stay pending in guest mode, or a wake condition stay unanswered, before it counts as lost.</param>
@@ -84,6 +97,7 @@ public sealed class InvariantChecker : IRunLoopObserver, IDisposable
     {
         _vcpus = vcpus;
         _tracks = [.. vcpus.Select(_ => new Track())];
+        _selfIpis = new long[vcpus.Count * 2];
         _sampler = new Thread(SampleLoop) { IsBackground = true, Name = "stress-sampler" };
         _sampler.Start();
     }
@@ -98,7 +112,30 @@ public sealed class InvariantChecker : IRunLoopObserver, IDisposable
         }
     }
 
+    /// <summary>
+    /// The checks that need the whole run (I13: every self-IPI sent was accepted). Call once the
+    /// VM has ended, when no LAPIC is between a send and its acceptance.
+    /// </summary>
+    public void Finish()
+    {
+        Stop();
+        CheckSelfIpisBalanced();
+    }
+
     public void Dispose() => Stop();
+
+    /// <summary>How often each event-driven rule of I9, I11-I14 had something to check.</summary>
+    public CheckerCoverage Coverage => new(
+        TraceLines,
+        Interlocked.Read(ref _acknowledges),
+        Interlocked.Read(ref _eois),
+        SelfIpisSent,
+        Interlocked.Read(ref _inits),
+        Interlocked.Read(ref _sipisDropped),
+        Interlocked.Read(ref _sipiStarts),
+        Interlocked.Read(ref _sipisOverridden),
+        Interlocked.Read(ref _haltsIfClear),
+        Interlocked.Read(ref _windowChecks));
 
     // ---- hooks ---------------------------------------------------------------------------------
 
@@ -122,6 +159,10 @@ public sealed class InvariantChecker : IRunLoopObserver, IDisposable
             Report("I3", vcpu, "entering the guest while mode is OUTSIDE_GUEST_MODE");
         }
 
+        CheckTraceAtEntry(vcpu, t, forced, reentry);
+        CheckEntryAfterHalt(vcpu, t);
+        CheckAckConsumed(vcpu, t);
+
         if (forced)
         {
             Interlocked.Increment(ref _forcedEntries);
@@ -142,7 +183,8 @@ public sealed class InvariantChecker : IRunLoopObserver, IDisposable
 
     public void Exit(int vcpu, in VmExit exit, FastpathResult fastpath, bool forced)
     {
-        Record(vcpu, "exit", (long)exit.Reason, exit.InstructionsRetired);
+        var track = Record(vcpu, "exit", (long)exit.Reason, exit.InstructionsRetired);
+        NoteHalt(vcpu, track);
         var shared = _vcpus[vcpu].Shared;
         if (shared.Mode.Read() == ModeWord.OutsideGuestMode)
         {
@@ -188,7 +230,13 @@ public sealed class InvariantChecker : IRunLoopObserver, IDisposable
 
     public void Injected(int vcpu, EventInjection injection, bool reinjected)
     {
-        Record(vcpu, "inject", injection.Vector, (long)injection.Type);
+        var track = Record(vcpu, "inject", injection.Vector, (long)injection.Type);
+        CheckInjectedVector(vcpu, track, injection);
+        if (injection.Type == EventType.Nmi)
+        {
+            track.HaltWokenBy = "NMI";
+        }
+
         if (injection.Type == EventType.ExternalInterrupt && !reinjected)
         {
             // I11: nothing is injected while IF=0 or in an STI/MOV-SS shadow (the hook runs on
@@ -373,6 +421,20 @@ public sealed class InvariantChecker : IRunLoopObserver, IDisposable
         public readonly StressEvent[] Ring = new StressEvent[RingSize];
         public long Seq;
         public long Entries;
+
+        // I9: kvm_entry lines seen since the last Entry hook, and whether the last one carried the suffix.
+        public int TraceLines;
+        public bool TraceImmediate;
+
+        // I11: the vector the LAPIC acknowledged for the next injection (-1: none).
+        public int Acked = -1;
+
+        // I12: the last exit left the vCPU in HLT with IF=0; what woke it since (null: nothing that may).
+        public bool HaltedIfClear;
+        public string? HaltWokenBy;
+
+        // I14: an AP that took INIT and no SIPI since.
+        public bool WaitingForSipi;
 
         // Sampler-only state.
         public long PendingSince;

@@ -20,53 +20,68 @@ namespace ActorVm.Actors.Stress;
 /// would merge — it cannot happen here).
 /// </para>
 /// Registers kept for the whole run: ESI = own APIC ID, DS = globals, FS = own record, GS = slots,
-/// ES = own pair row, SS:SP = own stack.
+/// ES = own pair row, SS:SP = own stack; with the xAPIC interface also EBP = the APIC page's
+/// offset from DS (<see cref="StormApic"/>).
 /// </summary>
 public static class StormGuest
 {
-    public static void Load(Machine machine, StormKind kind, int vcpus, int seed)
+    public static void Load(Machine machine, StormKind kind, int vcpus, int seed, StormApicMode apicMode = StormApicMode.X2Apic)
     {
-        if (vcpus < StormCatalog.MinimumVcpus(kind) || vcpus > MaxVcpus)
+        var max = MaxVcpusFor(apicMode);
+        if (vcpus < StormCatalog.MinimumVcpus(kind) || vcpus > max)
         {
             throw new ArgumentOutOfRangeException(nameof(vcpus), vcpus,
-                $"storm {StormCatalog.Name(kind)} needs {StormCatalog.MinimumVcpus(kind)} to {MaxVcpus} vCPUs");
+                $"storm {StormCatalog.Name(kind)} needs {StormCatalog.MinimumVcpus(kind)} to {max} vCPUs with {apicMode}");
         }
 
+        var apic = new StormApic(apicMode);
         var a = new Assembler(16);
-        var labels = new Handlers(a);
+        var labels = new Handlers(a, apic);
         var common = a.CreateLabel("common");
         a.Label(ref common);
-        Common(a, vcpus);
+        Common(a, apic, vcpus);
         var rng = new Random(seed);
         switch (kind)
         {
             case StormKind.AllToAll:
-                AllToAll(a, labels, vcpus, mixed: false, rng);
+                AllToAll(a, apic, labels, vcpus, mixed: false, rng);
                 break;
             case StormKind.Mixed:
-                AllToAll(a, labels, vcpus, mixed: true, rng);
+                AllToAll(a, apic, labels, vcpus, mixed: true, rng);
                 break;
             case StormKind.SelfIpi:
             case StormKind.SelfIpiKick:
-                SelfIpis(a);
+                SelfIpis(a, apic);
                 break;
             case StormKind.Timers:
-                Timers(a, labels);
+                Timers(a, apic, labels);
                 break;
             case StormKind.PingPong:
-                PingPong(a, vcpus);
+                PingPong(a, apic, vcpus);
                 break;
             case StormKind.InitSipi:
-                InitSipi(a, vcpus);
+                InitSipi(a, apic, vcpus);
+                break;
+            case StormKind.SipiRace:
+                SipiRace(a, apic, vcpus);
                 break;
             case StormKind.Periodic:
-                Periodic(a);
+                Periodic(a, apic);
                 break;
         }
 
         labels.Emit(a, vcpus, TimerDelta(rng));
         var code = Assemble(a, StormLayout.Code, out var result);
         machine.Memory.WriteBytes(StormLayout.Code, code);
+
+        if (apic.XApic)
+        {
+            // Unreal mode's GDT: null, then flat data (base 0, limit 4 GiB, present, writable).
+            machine.Memory.Write16(StormApic.Gdtr, 15);
+            machine.Memory.Write32(StormApic.Gdtr + 2, (uint)StormApic.Gdt);
+            machine.Memory.Write64(StormApic.Gdt, 0);
+            machine.Memory.Write64(StormApic.Gdt + 8, 0x00CF_9200_0000_FFFFUL);
+        }
 
         // IVT: everything points at the stray handler (counted), then the storm's vectors.
         var stray = (uint)result.GetLabelRIP(labels.StrayHandler);
@@ -82,12 +97,22 @@ public static class StormGuest
         machine.Memory.Write32((ulong)TimerVector * 4, (uint)result.GetLabelRIP(labels.TimerHandler));
         machine.Memory.Write32((ulong)PeriodicVector * 4, (uint)result.GetLabelRIP(labels.TickHandler));
         machine.Memory.Write32(13 * 4, (uint)result.GetLabelRIP(labels.GpHandler));
+        machine.Memory.Write32(2 * 4, (uint)result.GetLabelRIP(labels.NmiHandler));
         machine.Memory.Write32((ulong)SpuriousVector * 4, (uint)result.GetLabelRIP(labels.SpuriousHandler));
 
         // AP start page: a far jump to the common entry.
         var stub = new Assembler(16);
         stub.jmp(0, (uint)result.GetLabelRIP(common));
         machine.Memory.WriteBytes((ulong)SipiPage << 12, Assemble(stub, 0, out _));
+
+        // sipi-race start pages: the same entry, BX saying which SIPI started the AP.
+        foreach (var (page, marker) in new[] { (WinningSipiPage, 1), (OverriddenSipiPage, 2) })
+        {
+            var s = new Assembler(16);
+            s.mov(bx, (ushort)marker);
+            s.jmp(0, (uint)result.GetLabelRIP(common));
+            machine.Memory.WriteBytes((ulong)page << 12, Assemble(s, 0, out _));
+        }
 
         // The BSP starts at the common entry in real mode.
         var bsp = machine.Cpus[0];
@@ -104,20 +129,19 @@ public static class StormGuest
     /// <summary>TSC ticks between a timer handler and the deadline it arms (the seed varies the rate).</summary>
     private static uint TimerDelta(Random rng) => (uint)rng.Next(2_000, 20_000);
 
-    /// <summary>x2APIC on, own segments and stack, count in, BSP wakes the APs, barrier.</summary>
-    private static void Common(Assembler a, int vcpus)
+    /// <summary>The largest storm each LAPIC interface can address (xAPIC: 8-bit physical IDs, 0xFF is broadcast).</summary>
+    public static int MaxVcpusFor(StormApicMode mode) => mode == StormApicMode.XApic ? 255 : MaxVcpus;
+
+    /// <summary>The LAPIC interface on, own segments and stack, count in, BSP wakes the APs, barrier.</summary>
+    private static void Common(Assembler a, StormApic apic, int vcpus)
     {
         a.cli();
-        a.mov(ecx, 0x1Bu); // IA32_APIC_BASE
-        a.rdmsr();
-        a.or(eax, 0xC00u); // EN | EXTD: x2APIC (keeps the BSP bit)
-        a.wrmsr();
-        Wrmsr(a, 0x80F, 0x100u | SpuriousVector); // SVR: software-enabled
-        a.mov(ecx, 0x802u);
-        a.rdmsr();
-        a.mov(esi, eax); // x2APIC ID = vCPU index
+        apic.EnterUnrealMode(a);
         a.mov(ax, 0x1000);
         a.mov(ds, ax);
+        apic.Enable(a);
+        apic.Write(a, StormApic.Svr, 0x100u | SpuriousVector); // SVR: software-enabled
+        apic.ReadIdToEsi(a); // APIC ID = vCPU index
         a.mov(ax, si);
         a.add(ax, 0x3000);
         a.mov(fs, ax);
@@ -138,8 +162,8 @@ public static class StormGuest
         a.jnz(barrier);
         if (vcpus > 1)
         {
-            Wrmsr(a, 0x830, 0xC4500); // INIT, all excluding self
-            Wrmsr(a, 0x830, 0xC4600u | SipiPage); // SIPI, all excluding self
+            apic.SendShorthand(a, 0xC4500); // INIT, all excluding self
+            apic.SendShorthand(a, 0xC4600u | SipiPage); // SIPI, all excluding self
         }
 
         a.Label(ref barrier);
@@ -148,7 +172,7 @@ public static class StormGuest
         a.jb(barrier);
     }
 
-    private static void AllToAll(Assembler a, Handlers labels, int vcpus, bool mixed, Random rng)
+    private static void AllToAll(Assembler a, StormApic apic, Handlers labels, int vcpus, bool mixed, Random rng)
     {
         var loop = a.CreateLabel();
         var stop = a.CreateLabel();
@@ -158,7 +182,7 @@ public static class StormGuest
         a.xor(ebx, ebx);
         if (mixed)
         {
-            ArmTimerFirst(a, labels);
+            ArmTimerFirst(a, apic, labels);
         }
 
         a.sti();
@@ -179,9 +203,7 @@ public static class StormGuest
             a.jnz(noToggle);
             a.mov(eax, ebx);
             a.and(eax, 0x40u);
-            a.xor(edx, edx);
-            a.mov(ecx, 0x808u);
-            a.wrmsr();
+            apic.WriteEax(a, StormApic.Tpr);
             a.Label(ref noToggle);
         }
 
@@ -203,16 +225,13 @@ public static class StormGuest
             a.inc(__dword_ptr.es[edi * 4]);
         }
 
-        a.mov(ecx, 0x830u);
-        a.mov(eax, 0x4000u | IpiVector); // fixed, physical, assert
-        a.mov(edx, edi);
-        a.wrmsr();
+        apic.SendTo(a, 0x4000u | IpiVector); // fixed, physical, assert
         a.jmp(loop);
 
         a.Label(ref stop);
         if (mixed)
         {
-            Wrmsr(a, 0x808, 0);
+            apic.Write(a, StormApic.Tpr, 0);
             a.sti();
             DrainTimer(a);
         }
@@ -220,7 +239,7 @@ public static class StormGuest
         DoneForever(a);
     }
 
-    private static void SelfIpis(Assembler a)
+    private static void SelfIpis(Assembler a, StormApic apic)
     {
         var loop = a.CreateLabel();
         var stop = a.CreateLabel();
@@ -234,14 +253,14 @@ public static class StormGuest
         // and enters with force_immediate_exit. The #GP handler counts in the Armed/Fired pair.
         a.inc(__dword_ptr.fs[Sent]);
         a.cli();
-        Wrmsr(a, 0x83F, SelfVectorMsr); // x2APIC SELF_IPI
+        apic.SelfIpi(a, SelfVectorMsr); // x2APIC SELF_IPI (xAPIC: ICR self shorthand)
         a.inc(__dword_ptr.fs[Armed]);
         a.mov(ecx, UnknownMsr);
         a.sti();
         a.wrmsr(); // #GP, in the STI shadow
         WaitReceived(a);
         a.inc(__dword_ptr.fs[Sent]);
-        Wrmsr(a, 0x830, 0x44000u | SelfVectorIcr); // ICR shorthand self
+        apic.SendShorthand(a, 0x44000u | SelfVectorIcr); // ICR shorthand self
         WaitReceived(a);
         a.jmp(loop);
         a.Label(ref stop);
@@ -251,10 +270,10 @@ public static class StormGuest
     /// <summary>An MSR no model implements: WRMSR to it raises #GP (SDM vol. 4).</summary>
     private const uint UnknownMsr = 0x4000_DEAD;
 
-    private static void Timers(Assembler a, Handlers labels)
+    private static void Timers(Assembler a, StormApic apic, Handlers labels)
     {
         var loop = a.CreateLabel();
-        ArmTimerFirst(a, labels);
+        ArmTimerFirst(a, apic, labels);
         a.sti();
         a.Label(ref loop);
         a.pause();
@@ -264,7 +283,7 @@ public static class StormGuest
         DoneForever(a);
     }
 
-    private static void PingPong(Assembler a, int vcpus)
+    private static void PingPong(Assembler a, StormApic apic, int vcpus)
     {
         var alone = a.CreateLabel();
         var responder = a.CreateLabel();
@@ -283,7 +302,7 @@ public static class StormGuest
         a.cmp(__dword_ptr[Stop], 0);
         a.jne(stop);
         a.inc(__dword_ptr.fs[Sent]);
-        SendTo(a, PingVector);
+        apic.SendTo(a, 0x4000u | PingVector);
         var wait = a.CreateLabel();
         var got = a.CreateLabel();
         a.Label(ref wait);
@@ -313,14 +332,14 @@ public static class StormGuest
         a.Label(ref rgot);
         a.sti();
         a.inc(__dword_ptr.fs[Sent]);
-        SendTo(a, PingVector);
+        apic.SendTo(a, 0x4000u | PingVector);
         a.jmp(responder);
 
         a.Label(ref alone);
         DoneForever(a);
     }
 
-    private static void InitSipi(Assembler a, int vcpus)
+    private static void InitSipi(Assembler a, StormApic apic, int vcpus)
     {
         var ap = a.CreateLabel();
         var loop = a.CreateLabel();
@@ -351,8 +370,8 @@ public static class StormGuest
         a.mov(es, ax); // the AP's record
         a.mov(ebx, __dword_ptr.es[Received]);
         a.inc(__dword_ptr.es[Sent]);
-        SendTo(a, 0x500); // INIT
-        SendTo(a, 0x600u | SipiPage); // SIPI
+        apic.SendTo(a, 0x4500); // INIT
+        apic.SendTo(a, 0x4600u | SipiPage); // SIPI
         a.Label(ref wait);
         a.pause();
         a.cmp(__dword_ptr.es[Received], ebx);
@@ -370,37 +389,137 @@ public static class StormGuest
     }
 
     /// <summary>
+    /// The BSP visits the APs round robin. Each AP, once booted, halts with IF=0 for good, so
+    /// only NMI, INIT or SIPI may end its HLT (I12). Per visit: a fixed IRQ (HeldVector) that
+    /// stays pending in IRR; a SIPI 7 to the halted AP (dropped, I14); an NMI, waited for; then
+    /// INIT, SIPI 9, INIT, SIPI 8 back to back — the second INIT replaces SIPI 9 if it is still
+    /// pending, so the AP boots via page 8 exactly once and via page 9 at most once (I14); the BSP
+    /// waits for the page-8 boot and sends one more SIPI 7 to the AP that is now running (dropped).
+    /// The AP's boot code counts by start page (BX from the stub; 0 from page 7 and at reset).
+    /// </summary>
+    private static void SipiRace(Assembler a, StormApic apic, int vcpus)
+    {
+        var ap = a.CreateLabel();
+        var loop = a.CreateLabel();
+        var stop = a.CreateLabel();
+        var wrap = a.CreateLabel();
+        var firstBoots = a.CreateLabel();
+        a.test(esi, esi);
+        a.jnz(ap);
+
+        a.Label(ref firstBoots);
+        a.pause();
+        a.cmp(__dword_ptr[Boots], vcpus - 1);
+        a.jb(firstBoots);
+        a.xor(edi, edi);
+        a.Label(ref loop);
+        a.cmp(__dword_ptr[Stop], 0);
+        a.jne(stop);
+        a.inc(edi);
+        a.cmp(edi, vcpus);
+        a.jb(wrap);
+        a.mov(edi, 1u);
+        a.Label(ref wrap);
+        a.mov(ax, di);
+        a.add(ax, 0x3000);
+        a.mov(es, ax); // the AP's record
+        a.mov(ax, di);
+        a.add(ax, 0xE000);
+        a.mov(gs, ax); // its race record
+
+        apic.SendTo(a, 0x4000u | HeldVector); // fixed: must stay in IRR while the AP halts with IF=0
+        a.inc(__dword_ptr.gs[SipisDropped]);
+        apic.SendTo(a, 0x4600u | SipiPage); // the AP is not waiting for SIPI: dropped
+
+        var nmi = a.CreateLabel();
+        a.mov(ebx, __dword_ptr.es[Fired]);
+        a.inc(__dword_ptr.gs[NmisSent]);
+        apic.SendTo(a, 0x4400); // NMI
+        a.Label(ref nmi);
+        a.pause();
+        a.cmp(__dword_ptr.es[Fired], ebx);
+        a.je(nmi);
+
+        var booted = a.CreateLabel();
+        a.mov(ebx, __dword_ptr.es[Received]);
+        a.inc(__dword_ptr.es[Sent]);
+        apic.SendTo(a, 0x4500); // INIT
+        apic.SendTo(a, 0x4600u | OverriddenSipiPage);
+        apic.SendTo(a, 0x4500); // INIT: replaces SIPI 9 if it is still pending
+        apic.SendTo(a, 0x4600u | WinningSipiPage);
+        a.Label(ref booted);
+        a.pause();
+        a.cmp(__dword_ptr.es[Received], ebx);
+        a.je(booted);
+        a.inc(__dword_ptr.gs[SipisDropped]);
+        apic.SendTo(a, 0x4600u | SipiPage); // the AP is running: dropped
+        a.jmp(loop);
+
+        a.Label(ref stop);
+        a.@lock.inc(__dword_ptr[Done]);
+        HaltForever(a, interrupts: false);
+
+        // AP: count the boot by start page, then HLT with IF=0 for good, counting every wake.
+        var page8 = a.CreateLabel();
+        var page9 = a.CreateLabel();
+        var counted = a.CreateLabel();
+        var halt = a.CreateLabel();
+        a.Label(ref ap);
+        a.mov(ax, si);
+        a.add(ax, 0xE000);
+        a.mov(es, ax);
+        a.cmp(bx, 1);
+        a.je(page8);
+        a.cmp(bx, 2);
+        a.je(page9);
+        a.inc(__dword_ptr.es[BootsPage7]);
+        a.@lock.inc(__dword_ptr[Boots]);
+        a.jmp(counted);
+        a.Label(ref page8);
+        a.inc(__dword_ptr.fs[Received]);
+        a.jmp(counted);
+        a.Label(ref page9);
+        a.inc(__dword_ptr.es[BootsPage9]);
+        a.Label(ref counted);
+        a.cli();
+        a.Label(ref halt);
+        a.hlt();
+        a.inc(__dword_ptr.fs[Armed]);
+        a.jmp(halt);
+    }
+
+    /// <summary>
     /// Periodic mode, divide by 1, TMICT = 1: a 1 ns period that KVM clamps to
     /// min_timer_period_us (200 µs). Ticks may coalesce under load; they may never come faster.
     /// </summary>
-    private static void Periodic(Assembler a)
+    private static void Periodic(Assembler a, StormApic apic)
     {
         var loop = a.CreateLabel();
         a.mov(ax, si);
         a.add(ax, 0xE000);
         a.mov(es, ax);
-        Wrmsr(a, 0x83E, 0xB); // TDCR: divide by 1
-        Wrmsr(a, 0x832, 0x20000u | PeriodicVector); // LVTT: periodic
+        apic.Write(a, StormApic.Tdcr, 0xB); // TDCR: divide by 1
+        apic.Write(a, StormApic.Lvtt, 0x20000u | PeriodicVector); // LVTT: periodic
         a.rdtsc(); // t0 before the timer starts: every tick comes after t0 + k·period
         a.mov(__dword_ptr.es[0], eax);
         a.mov(__dword_ptr.es[4], edx);
         a.inc(__dword_ptr.fs[Armed]);
-        Wrmsr(a, 0x838, 1); // TMICT
+        apic.Write(a, StormApic.Tmict, 1); // TMICT
         a.sti();
         a.Label(ref loop);
         a.pause();
         a.cmp(__dword_ptr[Stop], 0);
         a.je(loop);
-        Wrmsr(a, 0x838, 0); // TMICT = 0 stops the timer
+        apic.Write(a, StormApic.Tmict, 0); // TMICT = 0 stops the timer
         DoneForever(a);
     }
 
     // ---- pieces ---------------------------------------------------------------------------------
 
     /// <summary>LVTT: TSC-deadline mode (bits 18:17 = 2), vector 0x50; arm the first deadline.</summary>
-    private static void ArmTimerFirst(Assembler a, Handlers labels)
+    private static void ArmTimerFirst(Assembler a, StormApic apic, Handlers labels)
     {
-        Wrmsr(a, 0x832, 0x40000u | TimerVector);
+        apic.Write(a, StormApic.Lvtt, 0x40000u | TimerVector);
         a.call(labels.ArmRoutine);
     }
 
@@ -425,15 +544,6 @@ public static class StormGuest
         a.jb(wait);
     }
 
-    /// <summary>ICR write to the APIC ID in EDI (physical, assert).</summary>
-    private static void SendTo(Assembler a, uint icrLow)
-    {
-        a.mov(ecx, 0x830u);
-        a.mov(eax, 0x4000u | icrLow);
-        a.mov(edx, edi);
-        a.wrmsr();
-    }
-
     private static void DoneForever(Assembler a)
     {
         a.sti();
@@ -454,14 +564,6 @@ public static class StormGuest
         a.jmp(l);
     }
 
-    private static void Wrmsr(Assembler a, uint index, uint value)
-    {
-        a.mov(ecx, index);
-        a.mov(eax, value);
-        a.xor(edx, edx);
-        a.wrmsr();
-    }
-
     private static byte[] Assemble(Assembler a, ulong address, out AssemblerResult result)
     {
         var writer = new BytesWriter();
@@ -472,14 +574,18 @@ public static class StormGuest
     /// <summary>The interrupt handlers and the timer subroutine, emitted after the storm's code.</summary>
     private sealed class Handlers
     {
-        public Handlers(Assembler a)
+        private readonly StormApic _apic;
+
+        public Handlers(Assembler a, StormApic apic)
         {
+            _apic = apic;
             IpiHandler = a.CreateLabel("ipi");
             CountHandler = a.CreateLabel("count");
             TimerHandler = a.CreateLabel("timer");
             TickHandler = a.CreateLabel("tick");
             GpHandler = a.CreateLabel("gp");
             StrayHandler = a.CreateLabel("stray");
+            NmiHandler = a.CreateLabel("nmi");
             SpuriousHandler = a.CreateLabel("spurious");
             ArmRoutine = a.CreateLabel("arm");
         }
@@ -490,6 +596,7 @@ public static class StormGuest
         public Label TickHandler;
         public Label GpHandler;
         public Label StrayHandler;
+        public Label NmiHandler;
         public Label SpuriousHandler;
         public Label ArmRoutine;
 
@@ -562,7 +669,7 @@ public static class StormGuest
             var running = a.CreateLabel();
             a.cmp(__dword_ptr[Stop], 0);
             a.je(running);
-            Wrmsr(a, 0x838, 0);
+            _apic.Write(a, StormApic.Tmict, 0);
             a.Label(ref running);
             EoiAndReturn(a);
 
@@ -584,6 +691,11 @@ public static class StormGuest
             a.@lock.inc(__dword_ptr[Stray]);
             EoiAndReturn(a);
 
+            // NMI (sipi-race): count; NMIs take no EOI.
+            a.Label(ref NmiHandler);
+            a.inc(__dword_ptr.fs[Fired]);
+            a.iret();
+
             // Spurious vector: no EOI (SDM 11.9).
             a.Label(ref SpuriousHandler);
             a.iret();
@@ -599,9 +711,9 @@ public static class StormGuest
             a.ret();
         }
 
-        private static void EoiAndReturn(Assembler a)
+        private void EoiAndReturn(Assembler a)
         {
-            Wrmsr(a, 0x80B, 0);
+            _apic.Write(a, StormApic.Eoi, 0);
             a.pop(edx);
             a.pop(ecx);
             a.pop(eax);

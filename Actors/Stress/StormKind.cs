@@ -26,6 +26,13 @@ public enum StormKind
     /// <summary>The BSP cycles INIT, SIPI through the APs and waits for each to boot again.</summary>
     InitSipi,
 
+    /// <summary>
+    /// The BSP races INIT and SIPI at the APs, which halt with IF=0: a fixed IRQ that must not
+    /// wake them, a SIPI to a halted and one to a running AP (both dropped), an NMI (wakes), then
+    /// INIT, SIPI(9), INIT, SIPI(8) back to back (the second INIT overrides a pending SIPI 9).
+    /// </summary>
+    SipiRace,
+
     /// <summary>Periodic LAPIC timers asking for a 1 ns period (vector 0x51): never more ticks than the 200 µs minimum period allows.</summary>
     Periodic,
 }
@@ -36,7 +43,7 @@ public static class StormCatalog
     [
         (StormKind.AllToAll, "all-to-all"), (StormKind.SelfIpi, "self-ipi"), (StormKind.SelfIpiKick, "self-ipi-kick"),
         (StormKind.Timers, "timers"), (StormKind.PingPong, "ping-pong"), (StormKind.Mixed, "mixed"),
-        (StormKind.InitSipi, "init-sipi"), (StormKind.Periodic, "periodic"),
+        (StormKind.InitSipi, "init-sipi"), (StormKind.SipiRace, "sipi-race"), (StormKind.Periodic, "periodic"),
     ];
 
     public static string Name(StormKind kind) => All.First(s => s.Kind == kind).Name;

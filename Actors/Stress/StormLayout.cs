@@ -12,6 +12,17 @@ public static class StormLayout
     /// <summary>The AP start page: SIPI vector 7 starts an AP at 0700:0000.</summary>
     public const byte SipiPage = 0x07;
 
+    /// <summary>
+    /// sipi-race start pages: 8 is the SIPI that ends each race and must win; 9 is the one the
+    /// second INIT may override. Each stub tells the common entry where it came from in BP.
+    /// </summary>
+    public const byte WinningSipiPage = 0x08, OverriddenSipiPage = 0x09;
+
+    /// <summary>sipi-race per-AP record of 16 bytes (ES = 0xE000 + id, in place of the periodic storm's tick times): boots via page 7, boots via page 9, SIPIs sent outside a race, NMIs sent.</summary>
+    public const ulong RaceRecords = TickTimes;
+
+    public const int BootsPage7 = 0, BootsPage9 = 4, SipisDropped = 8, NmisSent = 12;
+
     /// <summary>Globals (DS = 0x1000).</summary>
     public const ulong Globals = 0x10000;
 
@@ -39,6 +50,11 @@ public static class StormLayout
     public const int MaxVcpus = 4096;
 
     public const byte IpiVector = 0x40, SelfVectorMsr = 0x41, SelfVectorIcr = 0x42, PingVector = 0x44, TimerVector = 0x50, PeriodicVector = 0x51, SpuriousVector = 0xFF;
+
+    /// <summary>sipi-race: a fixed IRQ left pending at APs halted with IF=0; its IVT entry is the stray handler, so a delivery shows.</summary>
+    public const byte HeldVector = 0x45;
+
+    public static ulong RaceRecord(int vcpu, int field) => RaceRecords + ((ulong)vcpu * 16) + (ulong)field;
 
     public static ulong Record(int vcpu, int field) => Records + ((ulong)vcpu * 16) + (ulong)field;
 

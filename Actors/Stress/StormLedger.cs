@@ -14,7 +14,7 @@ public sealed record StormLedger(long Sent, long Received, long Lost, long Dupli
     public static int ExpectedDone(StormKind kind, int vcpus) => kind switch
     {
         StormKind.PingPong => (vcpus / 2) + (vcpus % 2),
-        StormKind.InitSipi => 1,
+        StormKind.InitSipi or StormKind.SipiRace => 1,
         _ => vcpus,
     };
 
@@ -195,6 +195,40 @@ public sealed record StormLedger(long Sent, long Received, long Lost, long Dupli
                 {
                     // The first boot comes from the BSP's broadcast INIT/SIPI, the rest from the cycle.
                     Pair($"AP {v} INIT/SIPI boots", R(v, StormLayout.Sent) + 1, R(v, StormLayout.Received), v);
+                }
+
+                break;
+            case StormKind.SipiRace:
+                for (var v = 1; v < vcpus; v++)
+                {
+                    uint X(int field) => m.Memory.Read32(RaceRecord(v, field));
+
+                    // Every race ends with SIPI 8 after the last INIT: exactly one boot from page 8
+                    // per race; page 9 at most once per race (when it was taken before the second
+                    // INIT); page 7 only for the broadcast at start (every later SIPI 7 is sent to
+                    // a running or halted AP and must be dropped, I14).
+                    Pair($"AP {v} races (boots via SIPI 8)", R(v, StormLayout.Sent), R(v, StormLayout.Received), v);
+                    Pair($"AP {v} NMIs", X(NmisSent), R(v, Fired), v);
+                    if (X(BootsPage7) != 1)
+                    {
+                        duplicates += Math.Max(0, X(BootsPage7) - 1);
+                        errors.Add($"AP {v} booted {X(BootsPage7)} times via SIPI 7: only the first broadcast may start it (SIPI outside INIT_RECEIVED is dropped, I14)");
+                        suspects.Add(v);
+                    }
+
+                    if (X(BootsPage9) > R(v, StormLayout.Sent))
+                    {
+                        errors.Add($"AP {v} booted {X(BootsPage9)} times via SIPI 9 in {R(v, StormLayout.Sent)} races");
+                        suspects.Add(v);
+                    }
+
+                    // I12: HLT with IF=0 ends only for NMI, INIT or SIPI (KVM counts a pending SIPI
+                    // as an event even when it drops it); the pending fixed IRQ must never end it.
+                    if (R(v, Armed) > X(NmisSent) + X(SipisDropped))
+                    {
+                        errors.Add($"AP {v} left HLT with IF=0 {R(v, Armed)} times for {X(NmisSent)} NMIs and {X(SipisDropped)} SIPIs (a fixed IRQ woke it, I12)");
+                        suspects.Add(v);
+                    }
                 }
 
                 break;

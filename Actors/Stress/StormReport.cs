@@ -24,9 +24,13 @@ public sealed record StormReport(
     string Outcome,
     bool OutcomeExpected,
     long ForcedLeaks,
-    long ForcedEntries)
+    long ForcedEntries,
+    CheckerCoverage Coverage)
 {
     public double EventsPerSecond => Seconds > 0 ? Events / Seconds : 0;
+
+    /// <summary>APIC-access exits of the whole run: the xAPIC page's loads and stores (0 with x2APIC guests).</summary>
+    public long ApicAccessExits { get; init; }
 
     /// <summary>No violation, nothing lost or duplicated, the guests drained, the VM ended as the harness asked.</summary>
     public bool Passed => ViolationCount == 0 && Lost == 0 && Duplicates == 0 && GuestErrors.Count == 0 && Drained && OutcomeExpected;

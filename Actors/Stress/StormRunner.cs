@@ -2,6 +2,7 @@ using System.Diagnostics;
 using ActorVm.Actors.Vcpu;
 using ActorVm.Actors.Vm;
 using ActorVm.Hardware;
+using ActorVm.Hardware.X86;
 
 namespace ActorVm.Actors.Stress;
 
@@ -14,10 +15,11 @@ public static class StormRunner
 {
     public static async Task<StormReport> RunAsync(StormSettings settings, Action<long>? progress = null, CancellationToken cancellationToken = default)
     {
-        if (settings.Vcpus < StormCatalog.MinimumVcpus(settings.Kind) || settings.Vcpus > StormLayout.MaxVcpus)
+        var max = StormGuest.MaxVcpusFor(settings.Apic);
+        if (settings.Vcpus < StormCatalog.MinimumVcpus(settings.Kind) || settings.Vcpus > max)
         {
             throw new ArgumentOutOfRangeException(nameof(settings), settings.Vcpus,
-                $"storm {settings.Name} runs with {StormCatalog.MinimumVcpus(settings.Kind)} to {StormLayout.MaxVcpus} vCPUs");
+                $"storm {settings.Name} runs with {StormCatalog.MinimumVcpus(settings.Kind)} to {max} vCPUs");
         }
 
         using var checker = new InvariantChecker(settings.Seed, settings.StallBound);
@@ -38,11 +40,14 @@ public static class StormRunner
             Dispatcher = settings.Dispatcher,
             SliceInstructions = settings.SliceInstructions,
             Observer = checker,
+            ApicEvents = checker,
+            Trace = settings.CheckTrace ? TraceEvents.KvmEntry : TraceEvents.None,
+            TraceLogger = settings.CheckTrace ? checker.EntryTraceLogger() : null,
             Faults = faults,
             Timeout = settings.Duration + settings.DrainBound + TimeSpan.FromSeconds(30),
             Load = (m, c) =>
             {
-                StormGuest.Load(m, settings.Kind, settings.Vcpus, settings.Seed);
+                StormGuest.Load(m, settings.Kind, settings.Vcpus, settings.Seed, settings.Apic);
                 control = c;
             },
         };
@@ -107,6 +112,7 @@ public static class StormRunner
         progress?.Invoke(checker.Events);
         control?.Shutdown(0, "storm over");
         var result = await run.ConfigureAwait(false);
+        checker.Finish();
         var ledger = StormLedger.Read(machine, settings.Kind, settings.Vcpus);
         var expected = result.Kind == VmExitKind.Shutdown && result.ExitCode == 0;
         return new StormReport(
@@ -128,6 +134,10 @@ public static class StormRunner
             $"{result.Kind}: {result.Detail}",
             expected,
             checker.ForcedLeaks,
-            checker.ForcedEntries);
+            checker.ForcedEntries,
+            checker.Coverage)
+        {
+            ApicAccessExits = result.Statistics.Total.ExitsByReason.GetValueOrDefault(ExitReason.ApicAccess.TraceName()),
+        };
     }
 }

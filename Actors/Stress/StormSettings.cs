@@ -33,9 +33,15 @@ public sealed record StormSettings(StormKind Kind, int Vcpus, TimeSpan Duration,
     /// <summary>End the storm at the first violation (the negative controls' time bound).</summary>
     public bool StopOnViolation { get; init; } = true;
 
+    /// <summary>Trace every kvm_entry and let the checker match the lines with the entries (I9); costs a formatted line per entry.</summary>
+    public bool CheckTrace { get; init; } = true;
+
     public long SliceInstructions { get; init; } = 20_000;
 
     public VcpuDispatcher Dispatcher { get; init; } = VcpuDispatcher.Shared;
 
-    public string Name => StormCatalog.Name(Kind);
+    /// <summary>The LAPIC interface the guests program: x2APIC MSRs, or the xAPIC MMIO page (IPIs as ICR writes at 0xFEE00310/0xFEE00300, up to 255 vCPUs).</summary>
+    public StormApicMode Apic { get; init; } = StormApicMode.X2Apic;
+
+    public string Name => Apic == StormApicMode.XApic ? StormCatalog.Name(Kind) + "/xapic" : StormCatalog.Name(Kind);
 }

@@ -37,7 +37,54 @@ public interface IRunLoopObserver
 
     /// <summary>vcpu_block: the vCPU blocked (true) or woke (false).</summary>
     void BlockChanged(int vcpu, bool blocked);
+
+    // The hooks below default to nothing, so observers that only trace (the host's trace-event
+    // recorder) need not implement them. The LAPIC actor builds snapshots only when an observer
+    // is installed.
+
+    /// <summary>
+    /// kvm_get_apic_interrupt (INTA) in the LAPIC actor: <paramref name="vector"/> moved from IRR
+    /// to ISR, or -1 when nothing was deliverable; <paramref name="before"/> is IRR/ISR/TPR just before.
+    /// </summary>
+    void Acknowledged(int vcpu, Stress.ApicSnapshot before, int vector)
+    {
+    }
+
+    /// <summary>
+    /// Right before <see cref="Entry"/>, on the vCPU actor: whether the entry asks for an
+    /// interrupt-window exit, and the event it injects (I11: an IRQ that cannot be injected
+    /// because of IF=0 or a shadow must leave a window request behind).
+    /// </summary>
+    void InterruptWindowAtEntry(int vcpu, bool irqWindow, EventInjection? injection, bool forced)
+    {
+    }
+
+    /// <summary>An EOI write (xAPIC MMIO or x2APIC MSR) was applied; the LAPIC state before and after it.</summary>
+    void EndOfInterrupt(int vcpu, Stress.ApicSnapshot before, Stress.ApicSnapshot after)
+    {
+    }
+
+    /// <summary>
+    /// __apic_accept_irq posted INIT (<paramref name="init"/>) or SIPI into the vCPU's pending
+    /// events; called right after the post, in the LAPIC actor. <paramref name="sipiWasPending"/>:
+    /// a SIPI was pending just before an INIT post (which replaces it), for statistics only.
+    /// </summary>
+    void ApicEventPosted(int vcpu, bool init, bool sipiWasPending)
+    {
+    }
+
+    /// <summary>kvm_apic_accept_events took pending INIT/SIPI events and moved mp_state; the run loop calls it after the change.</summary>
+    void ApicEventsAccepted(int vcpu, in ApicEventsTaken taken)
+    {
+    }
 }
+
+/// <summary>
+/// What one kvm_apic_accept_events did: the pending events it took (<see cref="VcpuShared.ApicInit"/>,
+/// <see cref="VcpuShared.ApicSipi"/>), the SIPI vector, mp_state before and after, and CS:IP
+/// before (a dropped SIPI must leave them alone; a started AP runs at vector·256:0).
+/// </summary>
+public readonly record struct ApicEventsTaken(int Events, byte SipiVector, RunLoop.MpState Before, RunLoop.MpState After, ushort CsBefore, ulong RipBefore);
 
 /// <summary>
 /// Test-only switches that widen race windows or break the protocol on purpose (negative

@@ -137,6 +137,7 @@ public sealed class VcpuActor : ReceiveActor
             SendSelfIpi();
         }
 
+        _ctx.Options.Observer?.InterruptWindowAtEntry(_ctx.Id, _irqWindow, _injection, force);
         _ctx.Options.Observer?.Entry(_ctx.Id, _requestsAtCheck, _modeAtCheck, force, _reentry);
         var budget = Math.Min(_ctx.Options.SliceInstructions, _ctx.RemainingInstructions);
         var tpr = Shared.Tpr;

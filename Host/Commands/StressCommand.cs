@@ -26,19 +26,41 @@ public static class StressCommand
         var maxDelay = new Option<int>("--max-delay-us") { Description = "largest injected delay in microseconds", DefaultValueFactory = _ => 50 };
         var breakProtocol = new Option<string?>("--break") { Description = "negative control: skip-recheck | kick-before-request (the run must report violations)" };
         var json = new Option<string?>("--json") { Description = "also write the results (with the seed) to this JSON file" };
+        var apic = new Option<string>("--apic") { Description = "LAPIC interface the guests program: x2apic (MSRs) or xapic (MMIO page at 0xFEE00000, up to 255 vCPUs)", DefaultValueFactory = _ => "x2apic" };
+        var noTraceCheck = new Option<bool>("--no-trace-check") { Description = "do not trace kvm_entry for the checker's I9 rule (saves a formatted line per entry)" };
         var command = new Command("stress", "run concurrency storms under the run-loop invariant checker")
         {
-            storm, vcpus, seconds, seed, delays, maxDelay, breakProtocol, json,
+            storm, vcpus, seconds, seed, delays, maxDelay, breakProtocol, json, apic, noTraceCheck,
         };
         command.SetAction(p => Run(
-            p.GetValue(storm)!, p.GetValue(vcpus), p.GetValue(seconds), p.GetValue(seed) ?? Random.Shared.Next(),
-            p.GetValue(delays), p.GetValue(maxDelay), p.GetValue(breakProtocol), p.GetValue(json), text, error, cancellationToken));
+            new Choice(p.GetValue(storm)!, p.GetValue(apic)!, p.GetValue(breakProtocol), !p.GetValue(noTraceCheck)),
+            p.GetValue(vcpus), p.GetValue(seconds), p.GetValue(seed) ?? Random.Shared.Next(),
+            p.GetValue(delays), p.GetValue(maxDelay), p.GetValue(json), text, error, cancellationToken));
         return command;
     }
 
-    private static int Run(string stormName, int vcpus, double seconds, int seed, bool delays, int maxDelay, string? breakProtocol,
+    /// <summary>The storm, interface, negative control and trace check the user picked (as typed).</summary>
+    private sealed record Choice(string Storm, string Apic, string? Break, bool CheckTrace);
+
+    private static int Run(Choice choice, int vcpus, double seconds, int seed, bool delays, int maxDelay,
         string? jsonPath, TextWriter text, TextWriter error, CancellationToken cancellationToken)
     {
+        var (stormName, breakProtocol) = (choice.Storm, choice.Break);
+        StormApicMode apicMode;
+        if (string.Equals(choice.Apic, "x2apic", StringComparison.OrdinalIgnoreCase))
+        {
+            apicMode = StormApicMode.X2Apic;
+        }
+        else if (string.Equals(choice.Apic, "xapic", StringComparison.OrdinalIgnoreCase))
+        {
+            apicMode = StormApicMode.XApic;
+        }
+        else
+        {
+            error.WriteLine($"actorvm: unknown --apic '{choice.Apic}' (x2apic or xapic)");
+            return ExitCodes.InvalidInput;
+        }
+
         List<StormKind> storms;
         if (string.Equals(stormName, "all", StringComparison.OrdinalIgnoreCase))
         {
@@ -60,9 +82,10 @@ public static class StressCommand
             return ExitCodes.InvalidInput;
         }
 
-        if (vcpus < 1 || vcpus > StormLayout.MaxVcpus || seconds <= 0 || maxDelay < 0)
+        var maxVcpus = StormGuest.MaxVcpusFor(apicMode);
+        if (vcpus < 1 || vcpus > maxVcpus || seconds <= 0 || maxDelay < 0)
         {
-            error.WriteLine($"actorvm: --vcpus must be 1-{StormLayout.MaxVcpus}, --seconds > 0, --max-delay-us >= 0");
+            error.WriteLine($"actorvm: --vcpus must be 1-{maxVcpus} (with --apic {choice.Apic.ToLowerInvariant()}), --seconds > 0, --max-delay-us >= 0");
             return ExitCodes.InvalidInput;
         }
 
@@ -72,7 +95,7 @@ public static class StressCommand
             return ExitCodes.InvalidInput;
         }
 
-        error.WriteLine(string.Create(CultureInfo.InvariantCulture, $"stress: seed {seed}, {vcpus} vCPUs, {seconds} s per storm{(delays ? ", delays on" : "")}{(breakProtocol is null ? "" : $", protocol broken: {breakProtocol}")}"));
+        error.WriteLine(string.Create(CultureInfo.InvariantCulture, $"stress: seed {seed}, {vcpus} vCPUs, {seconds} s per storm{(apicMode == StormApicMode.XApic ? ", xAPIC MMIO" : "")}{(delays ? ", delays on" : "")}{(choice.CheckTrace ? "" : ", no trace check (I9)")}{(breakProtocol is null ? "" : $", protocol broken: {breakProtocol}")}"));
         var reports = new List<StormReport>();
         foreach (var kind in storms)
         {
@@ -89,8 +112,10 @@ public static class StressCommand
                 KickBeforeRequest = breakProtocol == "kick-before-request",
                 StallBound = TimeSpan.FromMilliseconds(Math.Max(500, vcpus)),
                 DrainBound = TimeSpan.FromSeconds(3 + (vcpus / 100.0)),
+                Apic = apicMode,
+                CheckTrace = choice.CheckTrace,
             };
-            var name = StormCatalog.Name(kind);
+            var name = settings.Name;
             var report = StormRunner.RunAsync(settings, events => error.Write($"\r{name}: {events:N0} events   "), cancellationToken)
                 .GetAwaiter().GetResult();
             error.WriteLine();
@@ -109,6 +134,8 @@ public static class StressCommand
                 error.WriteLine($"  VM ended: {report.Outcome}");
             }
 
+            error.WriteLine($"  checked: {report.Coverage}");
+
             reports.Add(report);
         }
 
@@ -121,6 +148,8 @@ public static class StressCommand
                 vcpus,
                 seconds,
                 delays,
+                apic = apicMode == StormApicMode.XApic ? "xapic" : "x2apic",
+                traceCheck = choice.CheckTrace,
                 broken = breakProtocol,
                 storms = reports.Select(r => new
                 {
@@ -139,12 +168,14 @@ public static class StressCommand
                     drained = r.Drained,
                     forcedEntries = r.ForcedEntries,
                     forcedLeaks = r.ForcedLeaks,
+                    apicAccessExits = r.ApicAccessExits,
+                    checkedEvents = r.Coverage,
                     outcome = r.Outcome,
                     passed = r.Passed,
                     firstViolations = r.Violations.Take(5).Select(v => v.ToString()),
                     guestErrors = r.GuestErrors.Take(5),
                 }),
-            }, new JsonSerializerOptions { WriteIndented = true }));
+            }, new JsonSerializerOptions { WriteIndented = true, PropertyNamingPolicy = JsonNamingPolicy.CamelCase }));
         }
 
         return reports.Count == storms.Count && reports.All(r => r.Passed) ? ExitCodes.Clean : ViolationFound;

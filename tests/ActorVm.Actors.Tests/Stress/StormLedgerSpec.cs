@@ -55,4 +55,24 @@ public sealed class StormLedgerSpec : IDisposable
             Assert.Contains("faster than the 200 µs minimum period", ledger.Errors[0], StringComparison.Ordinal);
         }
     }
+
+    [Theory(DisplayName = "Ledger (sipi-race): a SIPI that restarted a running AP, a lost race boot, or a HLT with IF=0 left too often is reported")]
+    [InlineData(1u, 5u, 5u, 3u, true)]
+    [InlineData(2u, 5u, 5u, 3u, false)] // booted again via SIPI 7
+    [InlineData(1u, 5u, 4u, 3u, false)] // one race without its page-8 boot
+    [InlineData(1u, 5u, 5u, 9u, false)] // 9 wakes for 2 NMIs + 2 SIPIs
+    public void SipiRace(uint bootsPage7, uint races, uint bootsPage8, uint wakes, bool ok)
+    {
+        _m.Memory.Write32(Record(1, Sent), races);
+        _m.Memory.Write32(Record(1, Received), bootsPage8);
+        _m.Memory.Write32(Record(1, Armed), wakes);
+        _m.Memory.Write32(Record(1, Fired), 2);
+        _m.Memory.Write32(RaceRecord(1, NmisSent), 2);
+        _m.Memory.Write32(RaceRecord(1, SipisDropped), 2);
+        _m.Memory.Write32(RaceRecord(1, BootsPage7), bootsPage7);
+        _m.Memory.Write32(RaceRecord(1, BootsPage9), 1);
+        var ledger = StormLedger.Read(_m, StormKind.SipiRace, 2);
+        Assert.Equal(ok, ledger.Errors.Count == 0);
+        Assert.Equal(ok, ledger.Suspects.Count == 0);
+    }
 }

@@ -47,13 +47,31 @@ public sealed class StressCommandTests : IDisposable
         Assert.Contains("FAIL", stdout, StringComparison.Ordinal);
     }
 
+    [Fact(DisplayName = "stress --storm sipi-race --apic xapic: the INIT/SIPI race over the xAPIC page runs clean and says what it checked")]
+    public void XApicSipiRace()
+    {
+        var json = Path.Combine(_dir, "race.json");
+        var (code, stdout, stderr) = Run("stress", "--storm", "sipi-race", "--apic", "xapic", "--vcpus", "3", "--seconds", "1", "--seed", "9", "--json", json);
+        Assert.True(code == 0, stderr);
+        Assert.Contains("xAPIC MMIO", stderr, StringComparison.Ordinal);
+        Assert.Contains("SIPI dropped", stderr, StringComparison.Ordinal);
+        Assert.Contains(stdout.Split('\n'), l => l.StartsWith("sipi-race/xapic", StringComparison.Ordinal) && l.TrimEnd().EndsWith("ok", StringComparison.Ordinal));
+        using var doc = JsonDocument.Parse(File.ReadAllText(json));
+        Assert.Equal("xapic", doc.RootElement.GetProperty("apic").GetString());
+        var storm = doc.RootElement.GetProperty("storms")[0];
+        Assert.True(storm.GetProperty("apicAccessExits").GetInt64() > 0);
+        Assert.True(storm.GetProperty("checkedEvents").GetProperty("sipisDropped").GetInt64() > 0);
+    }
+
     [Theory(DisplayName = "stress: bad options are refused with a clear message")]
     [InlineData("--storm", "hurricane")]
     [InlineData("--vcpus", "0")]
     [InlineData("--break", "everything")]
-    public void BadOptions(string option, string value)
+    [InlineData("--apic", "x3apic")]
+    [InlineData("--vcpus", "300", "--apic", "xapic")]
+    public void BadOptions(string option, string value, string? option2 = null, string? value2 = null)
     {
-        var (code, _, stderr) = Run("stress", option, value, "--seconds", "1");
+        var (code, _, stderr) = Run(["stress", option, value, "--seconds", "1", .. option2 is null ? [] : new[] { option2, value2! }]);
         Assert.Equal(ExitCodes.InvalidInput, code);
         Assert.StartsWith("actorvm: ", stderr.Split('\n').Last(l => l.Length > 0), StringComparison.Ordinal);
     }
