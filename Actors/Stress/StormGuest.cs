@@ -344,30 +344,11 @@ public static class StormGuest
         var ap = a.CreateLabel();
         var loop = a.CreateLabel();
         var stop = a.CreateLabel();
-        var wrap = a.CreateLabel();
         var wait = a.CreateLabel();
-        var firstBoots = a.CreateLabel();
         a.test(esi, esi);
         a.jnz(ap);
 
-        // Every AP must have counted its first boot (from the broadcast) before the cycle starts:
-        // an INIT that lands before that count would erase it from the ledger.
-        a.Label(ref firstBoots);
-        a.pause();
-        a.cmp(__dword_ptr[Boots], vcpus - 1);
-        a.jb(firstBoots);
-        a.xor(edi, edi);
-        a.Label(ref loop);
-        a.cmp(__dword_ptr[Stop], 0);
-        a.jne(stop);
-        a.inc(edi);
-        a.cmp(edi, vcpus);
-        a.jb(wrap);
-        a.mov(edi, 1u);
-        a.Label(ref wrap);
-        a.mov(ax, di);
-        a.add(ax, 0x3000);
-        a.mov(es, ax); // the AP's record
+        VisitApsRoundRobin(a, vcpus, ref loop, stop);
         a.mov(ebx, __dword_ptr.es[Received]);
         a.inc(__dword_ptr.es[Sent]);
         apic.SendTo(a, 0x4500); // INIT
@@ -402,27 +383,10 @@ public static class StormGuest
         var ap = a.CreateLabel();
         var loop = a.CreateLabel();
         var stop = a.CreateLabel();
-        var wrap = a.CreateLabel();
-        var firstBoots = a.CreateLabel();
         a.test(esi, esi);
         a.jnz(ap);
 
-        a.Label(ref firstBoots);
-        a.pause();
-        a.cmp(__dword_ptr[Boots], vcpus - 1);
-        a.jb(firstBoots);
-        a.xor(edi, edi);
-        a.Label(ref loop);
-        a.cmp(__dword_ptr[Stop], 0);
-        a.jne(stop);
-        a.inc(edi);
-        a.cmp(edi, vcpus);
-        a.jb(wrap);
-        a.mov(edi, 1u);
-        a.Label(ref wrap);
-        a.mov(ax, di);
-        a.add(ax, 0x3000);
-        a.mov(es, ax); // the AP's record
+        VisitApsRoundRobin(a, vcpus, ref loop, stop);
         a.mov(ax, di);
         a.add(ax, 0xE000);
         a.mov(gs, ax); // its race record
@@ -515,6 +479,34 @@ public static class StormGuest
     }
 
     // ---- pieces ---------------------------------------------------------------------------------
+
+    /// <summary>
+    /// The BSP's visit loop of the INIT/SIPI storms. It first waits until every AP counted its
+    /// first boot (from the broadcast): an INIT that lands before that count would erase it from
+    /// the ledger. Then, at <paramref name="loop"/>, it leaves for <paramref name="stop"/> once Stop
+    /// is set, else picks the next AP round robin: EDI = its index (1..vcpus-1), ES = its record.
+    /// </summary>
+    private static void VisitApsRoundRobin(Assembler a, int vcpus, ref Label loop, Label stop)
+    {
+        var firstBoots = a.CreateLabel();
+        var wrap = a.CreateLabel();
+        a.Label(ref firstBoots);
+        a.pause();
+        a.cmp(__dword_ptr[Boots], vcpus - 1);
+        a.jb(firstBoots);
+        a.xor(edi, edi);
+        a.Label(ref loop);
+        a.cmp(__dword_ptr[Stop], 0);
+        a.jne(stop);
+        a.inc(edi);
+        a.cmp(edi, vcpus);
+        a.jb(wrap);
+        a.mov(edi, 1u);
+        a.Label(ref wrap);
+        a.mov(ax, di);
+        a.add(ax, 0x3000);
+        a.mov(es, ax);
+    }
 
     /// <summary>LVTT: TSC-deadline mode (bits 18:17 = 2), vector 0x50; arm the first deadline.</summary>
     private static void ArmTimerFirst(Assembler a, StormApic apic, Handlers labels)
