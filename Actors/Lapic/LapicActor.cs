@@ -24,7 +24,7 @@ public sealed class LapicActor : ReceiveActor
 {
     private readonly VcpuContext _ctx;
     private readonly LocalApic _apic;
-    private readonly IActorRef _bus;
+    private readonly IActorRef _vm;
     private readonly HostTimer _timer;
     private readonly bool _hvBackend;
     private bool _hvInUse;
@@ -33,10 +33,10 @@ public sealed class LapicActor : ReceiveActor
     private long _countedExpiries;
     private long _tprEpoch;
 
-    public LapicActor(VcpuContext ctx, IActorRef bus, HostTimer timer)
+    public LapicActor(VcpuContext ctx, IActorRef vm, HostTimer timer)
     {
         _ctx = ctx;
-        _bus = bus;
+        _vm = vm;
         _timer = timer;
         var model = ctx.Cpu.Model;
         _apic = new LocalApic(ctx.Id, new ApicConfig(ctx.Cpu.Clock.Frequency, model.TscDeadline, model.X2Apic, model.PhysicalAddressBits));
@@ -99,8 +99,23 @@ public sealed class LapicActor : ReceiveActor
         Receive<SwitchTimer>(m => SwitchTimer(m.Hv));
     }
 
-    public static Props Props(VcpuContext ctx, IActorRef bus, HostTimer timer) =>
-        Akka.Actor.Props.Create(() => new LapicActor(ctx, bus, timer));
+    /// <summary>
+    /// An ICR value the vCPU's fastpath posted after delivering the IPI itself is stored before
+    /// anything else is handled (as KVM's sync_pir_to_irr merges what senders posted before the
+    /// APIC state is looked at), so reads and INIT see the registers in the guest's order.
+    /// </summary>
+    protected override bool AroundReceive(Receive receive, object message)
+    {
+        if (Shared.TakePostedIcr(out var icr))
+        {
+            _apic.StoreIcr((uint)icr, (uint)(icr >> 32));
+        }
+
+        return base.AroundReceive(receive, message);
+    }
+
+    public static Props Props(VcpuContext ctx, IActorRef vm, HostTimer timer) =>
+        Akka.Actor.Props.Create(() => new LapicActor(ctx, vm, timer));
 
     private ulong Now => _ctx.Cpu.Clock.ReadTsc();
 
@@ -269,7 +284,16 @@ public sealed class LapicActor : ReceiveActor
 
             if (ipi.Shorthand != Shorthand.Self)
             {
-                _bus.Tell(new VmProtocol.SendIpi(ipi, SourceAccepted: self));
+                // Straight to the targets (no VM-actor hop); the reply to the writer follows these
+                // Tells, so the guest's next IPI cannot overtake this one on the way to a target.
+                if (_ctx.Bus is { } direct)
+                {
+                    direct.Send(ipi, self ? _ctx.Id : -1);
+                }
+                else
+                {
+                    _vm.Tell(new VmProtocol.SendIpi(ipi, SourceAccepted: self));
+                }
             }
         }
 
@@ -282,7 +306,7 @@ public sealed class LapicActor : ReceiveActor
         {
             // kvm_ioapic_update_eoi: the IOAPIC (a VM-level device) clears remote IRR for the
             // vector and re-delivers a line that is still asserted.
-            _bus.Tell(new VmProtocol.IoApicEoi(levelVector));
+            _vm.Tell(new VmProtocol.IoApicEoi(levelVector));
         }
 
         if (effects.TimerChanged)

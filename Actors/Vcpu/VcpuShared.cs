@@ -32,6 +32,7 @@ public sealed class VcpuShared
     private int _acceptsPicIntr;
     private long _wakeups;
     private long _tpr;
+    private long _postedIcr = -1;
 
     public VcpuShared(int id, ModeWord mode)
     {
@@ -230,6 +231,29 @@ public sealed class VcpuShared
     /// </summary>
     public bool TryStoreGuestCr8(long loaded, ulong cr8) =>
         Interlocked.CompareExchange(ref _tpr, (loaded & ~0xFL) | (long)(cr8 & 0xF), loaded) == loaded;
+
+    /// <summary>
+    /// The x2APIC ICR fastpath sent an IPI itself (it could not reach the sender's own LAPIC): the
+    /// register value kvm_x2apic_icr_write would leave in the APIC page is posted here instead of
+    /// travelling as a message. The LAPIC actor stores it before it handles its next message, so
+    /// a later RDMSR/INIT sees it in order (the sender's earlier register writes were all applied
+    /// before it re-entered). Never all ones: ICR bits 31:20 are reserved, so -1 means "none".
+    /// </summary>
+    public void PostIcr(ulong value) => Volatile.Write(ref _postedIcr, (long)value);
+
+    /// <summary>LAPIC owner: takes the posted ICR value, if any.</summary>
+    public bool TakePostedIcr(out ulong value)
+    {
+        value = 0;
+        if (Volatile.Read(ref _postedIcr) == -1)
+        {
+            return false;
+        }
+
+        var posted = Interlocked.Exchange(ref _postedIcr, -1);
+        value = (ulong)posted;
+        return posted != -1;
+    }
 
     /// <summary>nmi_queued (atomic_inc by the sender, drained by process_nmi).</summary>
     public void QueueNmi() => Interlocked.Increment(ref _nmiQueued);
