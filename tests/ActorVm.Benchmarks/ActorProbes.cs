@@ -11,7 +11,8 @@ namespace ActorVm.Benchmarks;
 /// the cost per operation is Δwall / ΔN, so VM start-up and shutdown cancel out. Each run's
 /// statistics are checked (the operation really went through the path it is named for).
 /// <c>actors [probe|all-probes] [rounds]</c>; probes: icr-fastpath, io-slowpath, ipi-running, ipi-halted,
-/// self-ipi-timer, self-ipi-ipi, timer (TimerProbe), scale (ScaleProbe). Prints one line per probe: median, min and max ns per operation.
+/// self-ipi-timer, self-ipi-ipi, timer (TimerProbe), timer-fastpath (TimerFastpathProbe), scale (ScaleProbe),
+/// alltoall (AllToAllProbe). Prints one line per probe: median, min and max ns per operation.
 /// </summary>
 public static class ActorProbes
 {
@@ -20,7 +21,7 @@ public static class ActorProbes
     private static readonly Probe[] Probes =
     [
         new("icr-fastpath", "ns per x2APIC ICR write (WRMSR 0x830, fixed IPI to an absent APIC) handled in the fastpath and re-entered",
-            2_000, 20_000, (n, o) => o with { Load = (m, c) => IcrLoop(m, c, n) },
+            100_000, 1_000_000, (n, o) => o with { Load = (m, c) => IcrLoop(m, c, n) },
             (r, n) => Count(r, s => s.FastpathByHandler.GetValueOrDefault("X2ApicIcr")?.GetValueOrDefault("ReenterGuest") ?? 0) >= n ? null : "ICR writes not in the fastpath"),
         new("io-slowpath", "ns per OUT exit round trip through the run-loop actor (slowpath, device, re-entry)",
             2_000, 20_000, (n, o) => o with { Load = (m, c) => OutLoop(m, c, n) },
@@ -42,6 +43,17 @@ public static class ActorProbes
         if (only == "timer")
         {
             return TimerProbe.Run(args.Length > 2 ? int.Parse(args[2]) : 3);
+        }
+
+        if (only == "timer-fastpath")
+        {
+            return TimerFastpathProbe.Run(rounds);
+        }
+
+        if (only == "alltoall")
+        {
+            var counts = args.Skip(2).Select(int.Parse).Where(x => x > 0).ToArray();
+            return AllToAllProbe.Run(counts.Length == 0 ? [1, 4, 16, 64, 256, 1024, 4096] : counts);
         }
 
         if (only == "scale")
