@@ -15,7 +15,9 @@ namespace ActorVm.Actors.Lapic;
 /// Physical destinations and shorthands go to the target only (the APIC ID is the vCPU index);
 /// a logical destination or a broadcast is offered to every LAPIC, which matches it against its
 /// own LDR/DFR. A lowest-priority message reaches exactly one of the matching APICs, picked with
-/// <see cref="LocalApic.Route"/> (lowest APR, ties to the lowest APIC ID).
+/// <see cref="LocalApic.Route"/> (lowest APR, ties to the lowest APIC ID). A fixed edge-triggered
+/// IPI for one x2APIC target is posted (<see cref="VcpuShared.PostInterrupt"/>) instead of sent,
+/// so the kick does not wait for a thread to run the target's LAPIC actor.
 /// </para>
 /// </summary>
 public sealed class ApicBus
@@ -90,10 +92,70 @@ public sealed class ApicBus
 
     private void Deliver(int vcpu, in InterruptMessage m, bool match, int skip)
     {
-        if (vcpu != skip && (uint)vcpu < (uint)_lapics.Count)
+        if (vcpu == skip || (uint)vcpu >= (uint)_lapics.Count)
         {
-            _lapics[vcpu].Tell(new LapicProtocol.AcceptInterrupt(m, match));
+            return;
         }
+
+        if (Postable(m, match, vcpu) && TryPost(_vcpus[vcpu], m))
+        {
+            return;
+        }
+
+        _lapics[vcpu].Tell(new LapicProtocol.AcceptInterrupt(m, match));
+    }
+
+    /// <summary>
+    /// A fixed, edge-triggered, legal vector for exactly this vCPU (a shorthand, or the physical
+    /// x2APIC ID that is its index): no destination matching, TMR or ESR work for its LAPIC.
+    /// </summary>
+    private static bool Postable(in InterruptMessage m, bool match, int vcpu) =>
+        m.Mode == DeliveryMode.Fixed && !m.Level && m.Vector >= 16
+        && (!match || (!m.Logical && m.X2ApicFormat && m.Destination == (uint)vcpu));
+
+    /// <summary>
+    /// __apic_accept_irq on the sender's thread, for a target in x2APIC mode and enabled (read
+    /// without its actor, as KVM's delivery reads the target APIC): trace and count the
+    /// acceptance, post the vector (PIR, spec §8.6), make EVENT, kick. The kick reaches a running
+    /// target at once; its LAPIC actor merges the vector into IRR at its next turn (the run
+    /// loop's acknowledge). False: the LAPIC actor must take the message (other modes, a
+    /// disabled or xAPIC target, or an injected LAPIC failure that must see every acceptance).
+    /// </summary>
+    private static bool TryPost(VcpuContext target, in InterruptMessage m)
+    {
+        var faults = target.Options.Faults;
+        if (target.Apic is not { X2ApicMode: true, Enabled: true } apic || faults?.Fail == Stress.FailingActor.Lapic)
+        {
+            return false;
+        }
+
+        if (target.Trace.AcceptIrq)
+        {
+            target.Trace.KvmApicAcceptIrq(apic.ApicId, m.Mode, m.Level, m.Vector);
+        }
+
+        if (m.SourceVcpu >= 0)
+        {
+            target.Counters.Add(ref target.Counters.IpisReceived);
+            target.Options.ApicEvents?.IpiAccepted(target.Id, m);
+        }
+
+        var shared = target.Shared;
+        if (faults?.KickBeforeRequest == true)
+        {
+            shared.Kick(); // negative control: breaks "request, then kick"
+            faults.Delay();
+        }
+
+        shared.PostInterrupt(m.Vector);
+        shared.MakeRequest(KvmRequest.Event);
+        faults?.Delay();
+        if (faults?.KickBeforeRequest != true)
+        {
+            shared.Kick();
+        }
+
+        return true;
     }
 
     /// <summary>

@@ -111,7 +111,42 @@ public sealed class LapicActor : ReceiveActor
             _apic.StoreIcr((uint)icr, (uint)(icr >> 32));
         }
 
+        if (Shared.PirPending)
+        {
+            SyncPirToIrr();
+        }
+
         return base.AroundReceive(receive, message);
+    }
+
+    /// <summary>
+    /// sync_pir_to_irr: posted fixed edge-triggered vectors into IRR (the model drops them if the
+    /// APIC was disabled meanwhile). The sender already traced and counted the acceptance, made
+    /// EVENT and kicked, as __apic_accept_irq does on the sender's CPU; here only the state and
+    /// what is published from it change.
+    /// </summary>
+    private void SyncPirToIrr()
+    {
+        Span<long> bits = stackalloc long[4];
+        if (!Shared.PeekPir(bits))
+        {
+            return;
+        }
+
+        for (var i = 0; i < 4; i++)
+        {
+            for (var w = (ulong)bits[i]; w != 0; w &= w - 1)
+            {
+                var vector = (byte)((i << 6) | System.Numerics.BitOperations.TrailingZeroCount(w));
+                _apic.AcceptInterrupt(DeliveryMode.Fixed, vector, assert: true, levelTriggered: false);
+            }
+        }
+
+        // Publish, then clear: a reader of VcpuShared.InterruptPending finds the vector in one
+        // place or the other at every moment (else a run loop could decide "nothing pending"
+        // between the two and block with the IRQ in IRR and nobody left to kick it).
+        Publish();
+        Shared.ClearPir(bits);
     }
 
     public static Props Props(VcpuContext ctx, IActorRef vm, HostTimer timer) =>
@@ -421,6 +456,7 @@ public sealed class LapicActor : ReceiveActor
 
     private void Publish()
     {
+        Shared.Ppr = _apic.Ppr;
         Shared.HighestDeliverable = _apic.HighestPendingDeliverable();
         Shared.AcceptsPicInterrupts = _apic.AcceptsPicInterrupts;
 

@@ -455,6 +455,6 @@ public sealed class VcpuActor : ReceiveActor
         return Shared.ApicEvents != 0
             || Shared.NmiQueued != 0
             || Shared.TestRequest(KvmRequest.Nmi)
-            || (Shared.HighestDeliverable >= 0 && cpu.IF && !cpu.InterruptShadow);
+            || (Shared.InterruptPending && cpu.IF && !cpu.InterruptShadow);
     }
 }

@@ -33,6 +33,9 @@ public sealed class VcpuShared
     private long _wakeups;
     private long _tpr;
     private long _postedIcr = -1;
+    private readonly long[] _pir = new long[4];
+    private int _pirOn;
+    private int _ppr;
 
     public VcpuShared(int id, ModeWord mode)
     {
@@ -205,6 +208,102 @@ public sealed class VcpuShared
     {
         get => Volatile.Read(ref _highestIrr);
         set => Volatile.Write(ref _highestIrr, value);
+    }
+
+    /// <summary>
+    /// Posted interrupts (spec §8.6, the PIR and its ON bit): a sender sets the vector's bit here
+    /// instead of sending the LAPIC actor a message, then makes EVENT and kicks, so a running
+    /// target leaves its slice at once rather than when a thread is free for its LAPIC actor.
+    /// The LAPIC merges the bits into IRR (sync_pir_to_irr) before it handles any message, e.g.
+    /// the run loop's acknowledge. Returns false if the bit was already posted.
+    /// </summary>
+    public bool PostInterrupt(byte vector)
+    {
+        var bit = 1L << (vector & 63);
+        var fresh = (Interlocked.Or(ref _pir[vector >> 6], bit) & bit) == 0;
+        Interlocked.Exchange(ref _pirOn, 1); // after the bit: whoever sees ON finds it
+        return fresh;
+    }
+
+    /// <summary>ON: some vector is posted and not merged yet.</summary>
+    public bool PirPending => Volatile.Read(ref _pirOn) != 0;
+
+    /// <summary>
+    /// LAPIC owner (sync_pir_to_irr), first half: clears ON and copies the posted bits (4 × 64)
+    /// into <paramref name="bits"/> without clearing them, so a posted vector never disappears
+    /// from what others read before the LAPIC has published it in <see cref="HighestDeliverable"/>.
+    /// </summary>
+    public bool PeekPir(Span<long> bits)
+    {
+        if (Interlocked.Exchange(ref _pirOn, 0) == 0)
+        {
+            return false;
+        }
+
+        for (var i = 0; i < 4; i++)
+        {
+            bits[i] = Volatile.Read(ref _pir[i]);
+        }
+
+        return true;
+    }
+
+    /// <summary>Second half, after publishing: clears the merged bits (a vector posted again meanwhile coalesces, as in IRR).</summary>
+    public void ClearPir(ReadOnlySpan<long> bits)
+    {
+        for (var i = 0; i < 4; i++)
+        {
+            if (bits[i] != 0)
+            {
+                Interlocked.And(ref _pir[i], ~bits[i]);
+            }
+        }
+    }
+
+    /// <summary>The highest posted vector not merged yet, or -1.</summary>
+    public int HighestPosted
+    {
+        get
+        {
+            for (var i = 3; i >= 0; i--)
+            {
+                var w = Volatile.Read(ref _pir[i]);
+                if (w != 0)
+                {
+                    return (i << 6) | (63 - System.Numerics.BitOperations.LeadingZeroCount((ulong)w));
+                }
+            }
+
+            return -1;
+        }
+    }
+
+    /// <summary>PPR as the LAPIC last published it (with <see cref="HighestDeliverable"/>).</summary>
+    public int Ppr
+    {
+        get => Volatile.Read(ref _ppr);
+        set => Volatile.Write(ref _ppr, value);
+    }
+
+    /// <summary>
+    /// apic_has_interrupt including what is posted: a deliverable IRR vector, or a posted vector
+    /// whose class is above PPR (SDM 11.8.3.1), as KVM syncs the PIR before it looks. A PPR that
+    /// changes meanwhile only costs an acknowledge that finds nothing, or an EVENT later.
+    /// </summary>
+    public bool InterruptPending
+    {
+        get
+        {
+            // The PIR first: the LAPIC publishes a merged vector before it clears its bit, so a
+            // vector gone from the PIR here is in the HighestDeliverable read after it.
+            var posted = HighestPosted;
+            if (posted >= 0 && (posted & 0xF0) > (Ppr & 0xF0))
+            {
+                return true;
+            }
+
+            return HighestDeliverable >= 0;
+        }
     }
 
     /// <summary>
