@@ -81,6 +81,7 @@ public static class ActorProbes
         {
             IpiLatencyProbe.Run(halted: false, rounds);
             IpiLatencyProbe.Run(halted: true, rounds);
+            TimerFastpathProbe.Run(rounds);
         }
 
         return 0;

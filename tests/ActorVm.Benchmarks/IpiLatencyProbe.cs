@@ -11,7 +11,8 @@ namespace ActorVm.Benchmarks;
 /// or halts with IF=1. So each sample is ICR write → handler → seen by the sender (an upper
 /// bound of the one-way latency); the host reads the samples from guest memory and reports the
 /// median (robust to the shared machine's hiccups) with the per-run medians' min-max.
-/// <c>actors ipi-running|ipi-halted [rounds]</c>.
+/// <c>actors ipi-running|ipi-halted [rounds]</c>; ACTORVM_SLICE=n sets VmOptions.SliceInstructions
+/// (the halted case's slow mode scales with it: see docs/PERFORMANCE.md).
 /// </summary>
 public static class IpiLatencyProbe
 {
@@ -47,6 +48,7 @@ public static class IpiLatencyProbe
             Vcpus = 2,
             MemoryMiB = 4,
             Timeout = TimeSpan.FromSeconds(120),
+            SliceInstructions = long.TryParse(Environment.GetEnvironmentVariable("ACTORVM_SLICE"), out var slice) ? slice : new VmOptions().SliceInstructions,
             Load = (m, c) => Load(m, c, halted),
         }).GetAwaiter().GetResult();
         if (result.Kind != VmExitKind.Shutdown)
