@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# The actor-layer figures of the suite (tests/ActorVm.Benchmarks ActorProbes and ScaleProbe):
-# fastpath ICR re-entry, slowpath OUT round trip, IPI latency to a running and to a halted
-# vCPU, self-IPI cost by forced-exit method, timer lateness (hv and sw), and vCPU scale (start-up, broadcast-IPI wake,
-# IPI throughput, managed memory per idle vCPU). Writes bench/results/actors.txt, timer.txt, scale.txt
-# and, with gnuplot, scale.png (wake time and IPI throughput against vCPU count).
+# The actor-layer figures of the suite (tests/ActorVm.Benchmarks ActorProbes, IpiLatencyProbe,
+# TimerFastpathProbe, TimerProbe, ScaleProbe, AllToAllProbe): fastpath re-entry (ICR write and
+# preemption-timer exit), slowpath OUT round trip, IPI latency to a running and to a halted
+# vCPU, self-IPI cost by forced-exit method, timer lateness (hv and sw), vCPU scale (start-up,
+# broadcast-IPI wake, managed memory per idle vCPU) and all-to-all IPI throughput. Writes
+# bench/results/actors.txt, timer.txt, scale.txt, alltoall.txt and, with gnuplot, scale.png
+# (start-up, wake time and IPI throughput against vCPU count).
 #
 #   bench/actors.sh                    # 3 rounds per probe; scale at 1..4096 vCPUs
 #   ROUNDS=5 VCPUS="1 4 16 64" bench/actors.sh
@@ -21,12 +23,14 @@ $BENCH actors all-probes "$ROUNDS" 2>/dev/null | tee "$OUT/actors.txt"
 $BENCH actors timer "$ROUNDS" 2>/dev/null | tee "$OUT/timer.txt"
 # shellcheck disable=SC2086
 $BENCH actors scale $VCPUS 2>/dev/null | tee "$OUT/scale.txt"
+# shellcheck disable=SC2086
+$BENCH actors alltoall $VCPUS 2>/dev/null | tee "$OUT/alltoall.txt"
 
 if command -v gnuplot >/dev/null; then
     gnuplot <<GP
 set terminal pngcairo size 800,480
 set output "$OUT/scale.png"
-set title "vCPU scale: broadcast-IPI wake of all vCPUs and IPI throughput (2-core shared machine)"
+set title "vCPU scale: start-up, broadcast-IPI wake, IPI throughput (2-core shared machine)"
 set xlabel "vCPUs"
 set logscale x 2
 set logscale y
@@ -38,7 +42,8 @@ set grid
 set key left top
 plot "$OUT/scale.txt" every ::1 using 1:2 with linespoints title "start-up (ms)", \
      "" every ::1 using 1:3 with linespoints title "wake, 2(N-1) IPIs (ms)", \
-     "" every ::2 using 1:4 axes x1y2 with linespoints title "IPI throughput (1/s, right)"
+     "" every ::2 using 1:4 axes x1y2 with linespoints title "broadcast+reply IPIs/s (right)", \
+     "$OUT/alltoall.txt" every ::2 using 1:6 axes x1y2 with linespoints title "all-to-all IPIs/s (right)"
 GP
     echo "actors: chart $OUT/scale.png" >&2
 fi

@@ -24,7 +24,7 @@ public sealed class LapicActor : ReceiveActor
 {
     private readonly VcpuContext _ctx;
     private readonly LocalApic _apic;
-    private readonly IActorRef _bus;
+    private readonly IActorRef _vm;
     private readonly HostTimer _timer;
     private readonly bool _hvBackend;
     private bool _hvInUse;
@@ -33,10 +33,10 @@ public sealed class LapicActor : ReceiveActor
     private long _countedExpiries;
     private long _tprEpoch;
 
-    public LapicActor(VcpuContext ctx, IActorRef bus, HostTimer timer)
+    public LapicActor(VcpuContext ctx, IActorRef vm, HostTimer timer)
     {
         _ctx = ctx;
-        _bus = bus;
+        _vm = vm;
         _timer = timer;
         var model = ctx.Cpu.Model;
         _apic = new LocalApic(ctx.Id, new ApicConfig(ctx.Cpu.Clock.Frequency, model.TscDeadline, model.X2Apic, model.PhysicalAddressBits));
@@ -101,8 +101,58 @@ public sealed class LapicActor : ReceiveActor
         Receive<SwitchTimer>(m => SwitchTimer(m.Hv));
     }
 
-    public static Props Props(VcpuContext ctx, IActorRef bus, HostTimer timer) =>
-        Akka.Actor.Props.Create(() => new LapicActor(ctx, bus, timer));
+    /// <summary>
+    /// An ICR value the vCPU's fastpath posted after delivering the IPI itself is stored before
+    /// anything else is handled (as KVM's sync_pir_to_irr merges what senders posted before the
+    /// APIC state is looked at), so reads and INIT see the registers in the guest's order.
+    /// </summary>
+    protected override bool AroundReceive(Receive receive, object message)
+    {
+        if (Shared.TakePostedIcr(out var icr))
+        {
+            _apic.StoreIcr((uint)icr, (uint)(icr >> 32));
+        }
+
+        if (Shared.PirPending)
+        {
+            SyncPirToIrr();
+        }
+
+        return base.AroundReceive(receive, message);
+    }
+
+    /// <summary>
+    /// sync_pir_to_irr: posted fixed edge-triggered vectors into IRR (the model drops them if the
+    /// APIC was disabled meanwhile). The sender already traced and counted the acceptance, made
+    /// EVENT and kicked, as __apic_accept_irq does on the sender's CPU; here only the state and
+    /// what is published from it change.
+    /// </summary>
+    private void SyncPirToIrr()
+    {
+        Span<long> bits = stackalloc long[4];
+        if (!Shared.PeekPir(bits))
+        {
+            return;
+        }
+
+        for (var i = 0; i < 4; i++)
+        {
+            for (var w = (ulong)bits[i]; w != 0; w &= w - 1)
+            {
+                var vector = (byte)((i << 6) | System.Numerics.BitOperations.TrailingZeroCount(w));
+                _apic.AcceptInterrupt(DeliveryMode.Fixed, vector, assert: true, levelTriggered: false);
+            }
+        }
+
+        // Publish, then clear: a reader of VcpuShared.InterruptPending finds the vector in one
+        // place or the other at every moment (else a run loop could decide "nothing pending"
+        // between the two and block with the IRQ in IRR and nobody left to kick it).
+        Publish();
+        Shared.ClearPir(bits);
+    }
+
+    public static Props Props(VcpuContext ctx, IActorRef vm, HostTimer timer) =>
+        Akka.Actor.Props.Create(() => new LapicActor(ctx, vm, timer));
 
     private ulong Now => _ctx.Cpu.Clock.ReadTsc();
 
@@ -283,7 +333,16 @@ public sealed class LapicActor : ReceiveActor
 
             if (ipi.Shorthand != Shorthand.Self)
             {
-                _bus.Tell(new VmProtocol.SendIpi(ipi, SourceAccepted: self));
+                // Straight to the targets (no VM-actor hop); the reply to the writer follows these
+                // Tells, so the guest's next IPI cannot overtake this one on the way to a target.
+                if (_ctx.Bus is { } direct)
+                {
+                    direct.Send(ipi, self ? _ctx.Id : -1);
+                }
+                else
+                {
+                    _vm.Tell(new VmProtocol.SendIpi(ipi, SourceAccepted: self));
+                }
             }
         }
 
@@ -296,7 +355,7 @@ public sealed class LapicActor : ReceiveActor
         {
             // kvm_ioapic_update_eoi: the IOAPIC (a VM-level device) clears remote IRR for the
             // vector and re-delivers a line that is still asserted.
-            _bus.Tell(new VmProtocol.IoApicEoi(levelVector));
+            _vm.Tell(new VmProtocol.IoApicEoi(levelVector));
         }
 
         if (effects.TimerChanged)
@@ -422,6 +481,7 @@ public sealed class LapicActor : ReceiveActor
 
     private void Publish()
     {
+        Shared.Ppr = _apic.Ppr;
         Shared.HighestDeliverable = _apic.HighestPendingDeliverable();
         Shared.AcceptsPicInterrupts = _apic.AcceptsPicInterrupts;
 

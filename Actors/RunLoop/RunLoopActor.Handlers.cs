@@ -116,7 +116,7 @@ public sealed partial class RunLoopActor
             }
 
             delivered++;
-            _vm.Tell(new Vm.VmProtocol.SendIpi(new InterruptMessage(
+            SendIpi(new InterruptMessage(
                 Vector: (byte)icr,
                 Mode: (DeliveryMode)((icr >> 8) & 7),
                 Logical: false,
@@ -125,10 +125,23 @@ public sealed partial class RunLoopActor
                 Shorthand: Shorthand.None,
                 Destination: (uint)id,
                 SourceVcpu: _ctx.Id,
-                X2ApicFormat: true)));
+                X2ApicFormat: true));
         }
 
         return delivered;
+    }
+
+    /// <summary>kvm_irq_delivery_to_apic from the hypercall: straight onto the APIC bus, as the ICR paths do, so IPIs keep the guest's order.</summary>
+    private void SendIpi(in InterruptMessage m)
+    {
+        if (_ctx.Bus is { } bus)
+        {
+            bus.Send(m, skip: -1);
+        }
+        else
+        {
+            _vm.Tell(new Vm.VmProtocol.SendIpi(m));
+        }
     }
 
     /// <summary>handle_io: the port bus, synchronously on this thread (devices are not actors).</summary>

@@ -399,7 +399,7 @@ public sealed partial class RunLoopActor : ReceiveActor
                 }
 
                 // The PIC may still assert INTR (another line) or the LAPIC hold a vector: open the window.
-                if (HasExtInt || Shared.HighestDeliverable >= 0)
+                if (HasExtInt || Shared.InterruptPending)
                 {
                     _irqWindow = true;
                 }
@@ -410,7 +410,7 @@ public sealed partial class RunLoopActor : ReceiveActor
             _irqWindow = true;
         }
 
-        if (Shared.HighestDeliverable >= 0)
+        if (Shared.InterruptPending)
         {
             if (!_canInject)
             {
@@ -419,7 +419,8 @@ public sealed partial class RunLoopActor : ReceiveActor
 
             if (InterruptAllowed)
             {
-                // kvm_cpu_get_interrupt: the LAPIC acknowledges (IRR→ISR) and replies.
+                // kvm_cpu_get_interrupt: the LAPIC merges what is posted, acknowledges (IRR→ISR)
+                // and replies; the vector may be -1 if a posted one turned out to be masked.
                 _phase = Phase.AwaitingAck;
                 _lapic.Tell(LapicProtocol.AcknowledgeInterrupt.Instance);
                 return Suspended;
@@ -700,6 +701,6 @@ public sealed partial class RunLoopActor : ReceiveActor
         || Shared.TestRequest(KvmRequest.Nmi)
         || Shared.NmiQueued != 0
         || (_nmiPending > 0 && NmiAllowed)
-        || (InterruptAllowed && (Shared.HighestDeliverable >= 0 || HasExtInt))
+        || (InterruptAllowed && (Shared.InterruptPending || HasExtInt))
         || (Shared.L2Active && Shared.NestedEventPending);
 }

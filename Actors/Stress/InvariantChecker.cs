@@ -348,8 +348,10 @@ public sealed partial class InvariantChecker : IRunLoopObserver, Lapic.IApicEven
         }
 
         // The Cpu is quiescent while blocked; IF was written before "blocked" was published.
-        var vector = shared.HighestDeliverable;
-        if (vector >= 0 && _vcpus[vcpu].Cpu.IF)
+        // Posted vectors (the PIR, not yet merged by the LAPIC) count as KVM's sync_pir_to_irr
+        // makes them count for kvm_vcpu_has_events.
+        var vector = Math.Max(shared.HighestDeliverable, shared.InterruptPending ? shared.HighestPosted : -1);
+        if (shared.InterruptPending && _vcpus[vcpu].Cpu.IF)
         {
             return $"IRQ 0x{vector:x} deliverable and IF=1";
         }

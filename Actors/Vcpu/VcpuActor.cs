@@ -1,6 +1,7 @@
 using ActorVm.Actors.Lapic;
 using ActorVm.Actors.Stats;
 using ActorVm.Actors.Vm;
+using ActorVm.Hardware.Apic;
 using ActorVm.Hardware.X86;
 using Akka.Actor;
 using static ActorVm.Actors.Vcpu.VcpuProtocol;
@@ -11,16 +12,26 @@ namespace ActorVm.Actors.Vcpu;
 /// The vendor layer: KVM's <c>vmx_vcpu_run</c> plus the inner loop E5-E10 of
 /// <c>vcpu_enter_guest</c> (spec §4, §7). It is the only writer of OUTSIDE→IN (E5) and of
 /// IN/EXITING→OUTSIDE (E7, E11) for its vCPU (I3); everyone else may only CAS IN→EXITING.
-/// Each guest slice is bounded by <see cref="VmOptions.SliceInstructions"/>; fastpath re-entries
-/// go through the mailbox (<see cref="VcpuProtocol.Reenter"/>), so many vCPUs share few threads.
+/// Each guest slice is bounded by <see cref="VmOptions.SliceInstructions"/>. Fastpath re-entries
+/// loop inside the actor's turn as KVM's inner loop does (E10), up to
+/// <see cref="MaxInlineReentries"/> entries or a slice's worth of instructions; then the turn
+/// ends with a <see cref="VcpuProtocol.Reenter"/> to itself, so many vCPUs share few threads.
 /// </summary>
 public sealed class VcpuActor : ReceiveActor
 {
     /// <summary>vmx_update_hv_timer writes 0xFFFFFFFF when soft-disabling; the timer counts at TSC &gt;&gt; 5 (IA32_VMX_MISC[4:0] = 5).</summary>
     public const ulong SoftDisabledSpan = 0xFFFFFFFFUL << 5;
 
+    /// <summary>
+    /// Fastpath re-entries in one actor turn before it yields through the mailbox: the other
+    /// actors on the vCPU dispatcher get the thread, as a host tick would let the scheduler run.
+    /// A turn also yields after <see cref="VmOptions.SliceInstructions"/> retired instructions.
+    /// </summary>
+    public const int MaxInlineReentries = 256;
+
     private readonly VcpuContext _ctx;
     private readonly IActorRef _lapic;
+    private readonly ApicBus? _bus;
     private IActorRef _runLoop = ActorRefs.Nobody;
 
     private RunFlags _flags;
@@ -40,6 +51,7 @@ public sealed class VcpuActor : ReceiveActor
     {
         _ctx = ctx;
         _lapic = lapic;
+        _bus = ctx.Bus;
         Receive<Run>(OnRun);
         Receive<Reenter>(_ => OnReenter());
         Receive<LapicProtocol.RegisterAccessed>(_ =>
@@ -96,7 +108,7 @@ public sealed class VcpuActor : ReceiveActor
         _irqWindow = run.InterruptWindow;
         _nmiWindow = run.NmiWindow;
         _reentry = false;
-        EnterOnce();
+        InnerLoop();
     }
 
     private void OnReenter()
@@ -110,11 +122,55 @@ public sealed class VcpuActor : ReceiveActor
             return;
         }
 
-        EnterOnce();
+        InnerLoop();
     }
 
-    /// <summary>One vmx_vcpu_run.</summary>
-    private void EnterOnce()
+    /// <summary>
+    /// E10: vmx_vcpu_run, and while the fastpath says REENTER_GUEST and no exit request is
+    /// pending, again, without leaving the actor's turn (mode stays IN throughout, as in KVM).
+    /// Bounded: after <see cref="MaxInlineReentries"/> entries or a slice's worth of
+    /// instructions the turn ends and the loop continues from the mailbox (<see cref="Reenter"/>).
+    /// </summary>
+    private void InnerLoop()
+    {
+        var retired = 0L;
+        for (var entries = 1; ; entries++)
+        {
+            var exit = EnterOnce(out var fp);
+            retired += exit.InstructionsRetired;
+            if (fp != FastpathResult.ReenterGuest)
+            {
+                LeaveGuest(exit, fp, (_flags & RunFlags.ForceImmediateExit) != 0);
+                return;
+            }
+
+            // E10 step 4: re-check before re-entering; run_flags are cleared for the next entry.
+            _requestsAtCheck = Shared.Requests;
+            _modeAtCheck = Shared.Mode.Read();
+            if (Shared.ExitRequest && _ctx.Options.Faults?.SkipEntryRecheck != true)
+            {
+                LeaveGuest(exit, FastpathResult.ExitHandled, (_flags & RunFlags.ForceImmediateExit) != 0);
+                return;
+            }
+
+            _flags = RunFlags.None;
+            _reentry = true;
+            if (_pendingLapicReplies > 0)
+            {
+                _awaitingLapic = true; // OnReenter when the LAPIC has applied the write
+                return;
+            }
+
+            if (entries >= MaxInlineReentries || retired >= _ctx.Options.SliceInstructions)
+            {
+                Self.Tell(Reenter.Instance);
+                return;
+            }
+        }
+    }
+
+    /// <summary>One vmx_vcpu_run, with its fastpath verdict.</summary>
+    private VmExit EnterOnce(out FastpathResult fp)
     {
         var cpu = _ctx.Cpu;
         var counters = _ctx.Counters;
@@ -165,35 +221,10 @@ public sealed class VcpuActor : ReceiveActor
             _ctx.Trace.KvmExit(_ctx.Id, exit, cpu.Rip);
         }
 
-        var fp = Fastpath(ref exit, force);
+        fp = Fastpath(ref exit, force);
         _lastExit = exit;
         _ctx.Options.Observer?.Exit(_ctx.Id, exit, fp, force);
-        if (fp == FastpathResult.ReenterGuest)
-        {
-            // E10: re-check before re-entering; run_flags are cleared for the next entry.
-            _requestsAtCheck = Shared.Requests;
-            _modeAtCheck = Shared.Mode.Read();
-            if (Shared.ExitRequest && _ctx.Options.Faults?.SkipEntryRecheck != true)
-            {
-                LeaveGuest(exit, FastpathResult.ExitHandled, force);
-                return;
-            }
-
-            _flags = RunFlags.None;
-            _reentry = true;
-            if (_pendingLapicReplies > 0)
-            {
-                _awaitingLapic = true; // OnReenter when the LAPIC has applied the write
-            }
-            else
-            {
-                Self.Tell(Reenter.Instance);
-            }
-
-            return;
-        }
-
-        LeaveGuest(exit, fp, force);
+        return exit;
     }
 
     /// <summary>
@@ -342,10 +373,19 @@ public sealed class VcpuActor : ReceiveActor
             return FastpathResult.None;
         }
 
-        // The write goes to the LAPIC, and the inner loop re-enters only after its reply: mode
-        // stays IN meanwhile (as in KVM's fastpath), so a kick is still seen by the E10 re-check.
-        _lapic.Tell(new LapicProtocol.WriteMsr(index, value, Reply: true));
-        _pendingLapicReplies++;
+        if (handler == FastpathHandler.X2ApicIcr && _bus is { } bus && SendIpiDirect(bus, value))
+        {
+            // Nothing for the sender's LAPIC to apply before the guest runs on: re-enter at once.
+        }
+        else
+        {
+            // The write goes to the LAPIC, and the inner loop re-enters only after its reply: mode
+            // stays IN meanwhile (as in KVM's fastpath), so a kick is still seen by the E10
+            // re-check, and a self-IPI is pending in IRR before the next guest instruction.
+            _lapic.Tell(new LapicProtocol.WriteMsr(index, value, Reply: true));
+            _pendingLapicReplies++;
+        }
+
         if (cpu.Complete() is { } next)
         {
             exit = next;
@@ -353,6 +393,37 @@ public sealed class VcpuActor : ReceiveActor
         }
 
         return Count(handler, FastpathResult.ReenterGuest);
+    }
+
+    /// <summary>
+    /// kvm_x2apic_icr_write → kvm_apic_send_ipi from the sender's vCPU, when the IPI cannot reach
+    /// its own LAPIC (<see cref="ApicBus.MayReachSource"/>): the ICR value is posted for the LAPIC
+    /// (it only stores it), the IPI is traced and counted as the LAPIC would, and the bus carries
+    /// it to the targets, which accept it in __apic_accept_irq's order (IRR, request, kick).
+    /// False when the write has a local effect: the LAPIC must apply it synchronously.
+    /// </summary>
+    private bool SendIpiDirect(ApicBus bus, ulong value)
+    {
+        var ipi = LocalApic.DecodeIcr((uint)value, (uint)(value >> 32), x2ApicFormat: true, _ctx.Id);
+        if (ApicBus.MayReachSource(ipi, _ctx.Id))
+        {
+            return false;
+        }
+
+        Shared.PostIcr(value);
+        if (_ctx.Trace.ApicIpi)
+        {
+            _ctx.Trace.KvmApicIpi(ipi.IcrLow, ipi.Destination);
+        }
+
+        if (ipi.Mode == DeliveryMode.Fixed)
+        {
+            _ctx.Counters.Add(ref _ctx.Counters.IpisSent);
+            _ctx.Options.ApicEvents?.IpiSent(_ctx.Id, ipi);
+        }
+
+        bus.Send(ipi, skip: _ctx.Id); // it cannot match: no need to offer it
+        return true;
     }
 
     /// <summary>handle_fastpath_hlt (6.12+): emulate the halt; re-enter if an event is already there.</summary>
@@ -385,6 +456,6 @@ public sealed class VcpuActor : ReceiveActor
         return Shared.ApicEvents != 0
             || Shared.NmiQueued != 0
             || Shared.TestRequest(KvmRequest.Nmi)
-            || (Shared.HighestDeliverable >= 0 && cpu.IF && !cpu.InterruptShadow);
+            || (Shared.InterruptPending && cpu.IF && !cpu.InterruptShadow);
     }
 }

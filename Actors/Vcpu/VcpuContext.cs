@@ -46,6 +46,13 @@ public sealed class VcpuContext
     public Hardware.Apic.LocalApic? Apic { get; internal set; }
 
     /// <summary>
+    /// The VM's APIC bus, set by the VmActor: IPIs go straight to the target LAPIC actors. Null
+    /// for a vCPU's actors tested alone: then the LAPIC sends <c>VmProtocol.SendIpi</c> to its
+    /// bus actor and the ICR fastpath always waits for its LAPIC, as before the bus existed.
+    /// </summary>
+    public Lapic.ApicBus? Bus { get; internal set; }
+
+    /// <summary>
     /// Guest instructions the VM may still retire under <see cref="VmOptions.MaxInstructions"/>
     /// (all vCPUs together), or long.MaxValue without a limit. Reads the other vCPUs' counters
     /// without synchronisation: with several vCPUs the VM may overshoot by up to one slice each.

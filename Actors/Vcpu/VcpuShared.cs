@@ -32,6 +32,10 @@ public sealed class VcpuShared
     private int _acceptsPicIntr;
     private long _wakeups;
     private long _tpr;
+    private long _postedIcr = -1;
+    private readonly long[] _pir = new long[4];
+    private int _pirOn;
+    private int _ppr;
 
     public VcpuShared(int id, ModeWord mode)
     {
@@ -207,6 +211,102 @@ public sealed class VcpuShared
     }
 
     /// <summary>
+    /// Posted interrupts (spec §8.6, the PIR and its ON bit): a sender sets the vector's bit here
+    /// instead of sending the LAPIC actor a message, then makes EVENT and kicks, so a running
+    /// target leaves its slice at once rather than when a thread is free for its LAPIC actor.
+    /// The LAPIC merges the bits into IRR (sync_pir_to_irr) before it handles any message, e.g.
+    /// the run loop's acknowledge. Returns false if the bit was already posted.
+    /// </summary>
+    public bool PostInterrupt(byte vector)
+    {
+        var bit = 1L << (vector & 63);
+        var fresh = (Interlocked.Or(ref _pir[vector >> 6], bit) & bit) == 0;
+        Interlocked.Exchange(ref _pirOn, 1); // after the bit: whoever sees ON finds it
+        return fresh;
+    }
+
+    /// <summary>ON: some vector is posted and not merged yet.</summary>
+    public bool PirPending => Volatile.Read(ref _pirOn) != 0;
+
+    /// <summary>
+    /// LAPIC owner (sync_pir_to_irr), first half: clears ON and copies the posted bits (4 × 64)
+    /// into <paramref name="bits"/> without clearing them, so a posted vector never disappears
+    /// from what others read before the LAPIC has published it in <see cref="HighestDeliverable"/>.
+    /// </summary>
+    public bool PeekPir(Span<long> bits)
+    {
+        if (Interlocked.Exchange(ref _pirOn, 0) == 0)
+        {
+            return false;
+        }
+
+        for (var i = 0; i < 4; i++)
+        {
+            bits[i] = Volatile.Read(ref _pir[i]);
+        }
+
+        return true;
+    }
+
+    /// <summary>Second half, after publishing: clears the merged bits (a vector posted again meanwhile coalesces, as in IRR).</summary>
+    public void ClearPir(ReadOnlySpan<long> bits)
+    {
+        for (var i = 0; i < 4; i++)
+        {
+            if (bits[i] != 0)
+            {
+                Interlocked.And(ref _pir[i], ~bits[i]);
+            }
+        }
+    }
+
+    /// <summary>The highest posted vector not merged yet, or -1.</summary>
+    public int HighestPosted
+    {
+        get
+        {
+            for (var i = 3; i >= 0; i--)
+            {
+                var w = Volatile.Read(ref _pir[i]);
+                if (w != 0)
+                {
+                    return (i << 6) | (63 - System.Numerics.BitOperations.LeadingZeroCount((ulong)w));
+                }
+            }
+
+            return -1;
+        }
+    }
+
+    /// <summary>PPR as the LAPIC last published it (with <see cref="HighestDeliverable"/>).</summary>
+    public int Ppr
+    {
+        get => Volatile.Read(ref _ppr);
+        set => Volatile.Write(ref _ppr, value);
+    }
+
+    /// <summary>
+    /// apic_has_interrupt including what is posted: a deliverable IRR vector, or a posted vector
+    /// whose class is above PPR (SDM 11.8.3.1), as KVM syncs the PIR before it looks. A PPR that
+    /// changes meanwhile only costs an acknowledge that finds nothing, or an EVENT later.
+    /// </summary>
+    public bool InterruptPending
+    {
+        get
+        {
+            // The PIR first: the LAPIC publishes a merged vector before it clears its bit, so a
+            // vector gone from the PIR here is in the HighestDeliverable read after it.
+            var posted = HighestPosted;
+            if (posted >= 0 && (posted & 0xF0) > (Ppr & 0xF0))
+            {
+                return true;
+            }
+
+            return HighestDeliverable >= 0;
+        }
+    }
+
+    /// <summary>
     /// The TPR class the guest sees in CR8 (SVM's V_TPR, VMX's virtual-APIC TPR), packed with an
     /// epoch: bits 3:0 hold CR8, bits 63:8 the LAPIC's TPR epoch. The LAPIC publishes a new epoch
     /// whenever it changes TPR itself (a TPR register write, INIT, disabling the APIC); the vCPU
@@ -230,6 +330,29 @@ public sealed class VcpuShared
     /// </summary>
     public bool TryStoreGuestCr8(long loaded, ulong cr8) =>
         Interlocked.CompareExchange(ref _tpr, (loaded & ~0xFL) | (long)(cr8 & 0xF), loaded) == loaded;
+
+    /// <summary>
+    /// The x2APIC ICR fastpath sent an IPI itself (it could not reach the sender's own LAPIC): the
+    /// register value kvm_x2apic_icr_write would leave in the APIC page is posted here instead of
+    /// travelling as a message. The LAPIC actor stores it before it handles its next message, so
+    /// a later RDMSR/INIT sees it in order (the sender's earlier register writes were all applied
+    /// before it re-entered). Never all ones: ICR bits 31:20 are reserved, so -1 means "none".
+    /// </summary>
+    public void PostIcr(ulong value) => Volatile.Write(ref _postedIcr, (long)value);
+
+    /// <summary>LAPIC owner: takes the posted ICR value, if any.</summary>
+    public bool TakePostedIcr(out ulong value)
+    {
+        value = 0;
+        if (Volatile.Read(ref _postedIcr) == -1)
+        {
+            return false;
+        }
+
+        var posted = Interlocked.Exchange(ref _postedIcr, -1);
+        value = (ulong)posted;
+        return posted != -1;
+    }
 
     /// <summary>nmi_queued (atomic_inc by the sender, drained by process_nmi).</summary>
     public void QueueNmi() => Interlocked.Increment(ref _nmiQueued);

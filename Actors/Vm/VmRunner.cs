@@ -68,7 +68,7 @@ public static class VmRunner
         var system = ActorSystem.Create("actorvm", SystemConfig);
         try
         {
-            var vm = system.ActorOf(VmActor.Props(machine, options, result, timer), "vm");
+            var vm = system.ActorOf(VmActor.Props(machine, options, result, timer, control.Bind), "vm");
             control.Attach(vm);
             vm.Tell(VmProtocol.StartVm.Instance);
             options.Started?.Invoke(new VmHandle(vm));
@@ -94,6 +94,10 @@ public static class VmRunner
     {
         private IActorRef? _vm;
         private VmProtocol.StopVm? _early;
+        private IReadOnlyList<Vcpu.VcpuContext>? _vcpus;
+
+        /// <summary>The vCPUs to stop at once when a device ends the VM.</summary>
+        public void Bind(IReadOnlyList<Vcpu.VcpuContext> vcpus) => Volatile.Write(ref _vcpus, vcpus);
 
         public void Attach(IActorRef vm)
         {
@@ -113,6 +117,19 @@ public static class VmRunner
             {
                 _early ??= stop;
                 return;
+            }
+
+            // A device ends the VM from the thread of the vCPU that wrote it (its run loop, handling
+            // the OUT): VM_DEAD and a kick now, so that vCPU stops before its next instruction and
+            // the others at their next block boundary, as QEMU stops its vCPUs at once; the VM
+            // actor's turn, which decides the result, may come after the run loop's next entry.
+            if (Volatile.Read(ref _vcpus) is { } vcpus)
+            {
+                foreach (var v in vcpus)
+                {
+                    v.Shared.MakeRequest(Vcpu.KvmRequest.VmDead);
+                    v.Shared.Kick();
+                }
             }
 
             _vm.Tell(stop);

@@ -229,8 +229,7 @@ public sealed partial class LocalApic
     /// </summary>
     private ApicWriteEffects WriteIcr(uint low, uint high)
     {
-        _icrLow = low & 0x000C_CFFF;
-        _icrHigh = high;
+        StoreIcr(low, high);
         var mode = (DeliveryMode)((low >> 8) & 7);
         var vector = (byte)low;
         if ((mode is DeliveryMode.Fixed or DeliveryMode.LowestPriority) && vector < 16)
@@ -240,6 +239,16 @@ public sealed partial class LocalApic
         }
 
         return new ApicWriteEffects(Ipi: DecodeIcr(low, high, X2ApicMode, VcpuId));
+    }
+
+    /// <summary>
+    /// The register half of an ICR write, without sending: what kvm_x2apic_icr_write leaves in
+    /// the APIC page when the sender's vCPU delivered the IPI itself (the x2APIC ICR fastpath).
+    /// </summary>
+    public void StoreIcr(uint low, uint high)
+    {
+        _icrLow = low & 0x000C_CFFF;
+        _icrHigh = high;
     }
 
     /// <summary>

@@ -55,7 +55,10 @@ public sealed partial class LocalApic
     public uint ApicId => X2ApicMode ? (uint)VcpuId : _xapicId >> 24;
 
     /// <summary>x2APIC LDR, derived from the x2APIC ID (SDM 11.12.10.2): cluster in 31:16, one bit in 15:0.</summary>
-    public uint X2ApicLdr => (((uint)VcpuId >> 4) << 16) | (1u << (VcpuId & 0xF));
+    public uint X2ApicLdr => X2ApicLdrOf(VcpuId);
+
+    /// <summary>The x2APIC LDR of the APIC with x2APIC ID <paramref name="x2ApicId"/> (SDM 11.12.10.2): it cannot be changed, so senders may compute it.</summary>
+    public static uint X2ApicLdrOf(int x2ApicId) => (((uint)x2ApicId >> 4) << 16) | (1u << (x2ApicId & 0xF));
 
     /// <summary>LDR as read in the current mode.</summary>
     public uint Ldr => X2ApicMode ? X2ApicLdr : _ldr;

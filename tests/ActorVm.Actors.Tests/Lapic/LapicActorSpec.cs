@@ -102,4 +102,23 @@ public sealed class LapicActorSpec : TestKit
         lapic.Tell(new AcceptInterrupt(ipi with { Destination = 0 }, true));
         AwaitCondition(() => ctx.Shared.NmiQueued == 1 && ctx.Shared.TestRequest(KvmRequest.Nmi), Bound);
     }
+
+    [Fact(DisplayName = "An ICR value posted by the vCPU's fastpath is stored before the next message: RDMSR 0x830 reads it, and nothing is sent again")]
+    public void PostedIcrIsStoredFirst()
+    {
+        var (ctx, lapic, bus, _) = Create();
+        ctx.Shared.PostIcr((5UL << 32) | 0x4041);
+        lapic.Tell(new ReadMsr(0x830));
+        Assert.Equal((5UL << 32) | 0x4041, ExpectMsg<RegisterAccessed>(Bound).Value);
+        Assert.False(ctx.Shared.TakePostedIcr(out _));
+        bus.ExpectNoMsg(TimeSpan.FromMilliseconds(20));
+
+        // A later synchronous write replaces it in order.
+        ctx.Shared.PostIcr((6UL << 32) | 0x4042);
+        lapic.Tell(new WriteMsr(0x830, (7UL << 32) | 0x4043));
+        ExpectMsg<RegisterAccessed>(Bound);
+        Assert.Equal(7u, bus.ExpectMsg<VmProtocol.SendIpi>(Bound).Message.Destination);
+        lapic.Tell(new ReadMsr(0x830));
+        Assert.Equal((7UL << 32) | 0x4043, ExpectMsg<RegisterAccessed>(Bound).Value);
+    }
 }
