@@ -1,4 +1,5 @@
 using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
 using Iced.Intel;
 
 namespace ActorVm.Hardware.X86;
@@ -29,6 +30,14 @@ public sealed partial class Cpu
     public readonly ulong[] Gpr = new ulong[16];
 
     public readonly Segment[] Seg = new Segment[6];
+
+    /// <summary>A GPR by an index the decoder produced (0-15), without the bounds check (the fast forms).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal ref ulong GprAt(int index) => ref Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(Gpr), index);
+
+    /// <summary>A segment's base by a <see cref="SegReg"/> index the decoder produced (0-5), without the bounds check.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal ulong SegmentBase(int index) => Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(Seg), index).Base;
 
     public readonly ulong[] Dr = new ulong[4];
 

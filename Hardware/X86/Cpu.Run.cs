@@ -200,19 +200,16 @@ public sealed unsafe partial class Cpu
             var block = _decodeCache.Lookup(this);
             while (true)
             {
-                var instructions = block.Instructions;
-                var handlers = block.Handlers;
-                var n = Math.Min(instructions.Length, maxInstructions);
+                var ops = block.Ops;
+                var n = Math.Min(ops.Length, maxInstructions);
                 _breakBlock = false;
-                // Handlers has the length of Instructions (DecodeCache builds them together):
-                // index it without a second bounds check.
-                ref var handler0 = ref MemoryMarshal.GetArrayDataReference(handlers);
                 for (var i = 0; i < n; i++)
                 {
-                    ref var ins = ref instructions[i];
+                    // Generic handlers take the record as the Instruction it starts with.
+                    ref var op = ref ops[i];
                     _instrStart = Rip;
-                    Rip = ins.NextIP;
-                    ((delegate*<Cpu, ref Instruction, void>)Unsafe.Add(ref handler0, i))(this, ref ins);
+                    Rip = op.NextIp;
+                    ((delegate*<Cpu, ref DecodedInstruction, void>)op.Handler)(this, ref op);
                     if (_breakBlock)
                     {
                         if (_pendingExit is { } exit)

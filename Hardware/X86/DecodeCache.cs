@@ -15,8 +15,8 @@ internal sealed class Block
     /// <summary>Second page when the last instruction straddles a page boundary, else ulong.MaxValue.</summary>
     public required ulong Page2;
     public required int Gen2;
-    public required Instruction[] Instructions;
-    public required nint[] Handlers;
+    /// <summary>The instructions with their pre-decoded operands and handlers.</summary>
+    public required DecodedInstruction[] Ops;
 
     /// <summary>The translation epoch in which RIP → this block was last confirmed.</summary>
     public uint Epoch;
@@ -167,19 +167,19 @@ internal sealed class DecodeCache
         }
 
         Decoded += list.Count;
-        var instructions = list.ToArray();
-        var handlers = new nint[instructions.Length];
-        for (var i = 0; i < instructions.Length; i++)
+        var ops = new DecodedInstruction[list.Count];
+        for (var i = 0; i < ops.Length; i++)
         {
-            handlers[i] = cpu.UseFastForms && Instructions.FastForms.Select(instructions[i]) is var fast and not 0
+            ops[i] = DecodedInstruction.From(list[i]);
+            ops[i].Solo = ops[i].Handler = cpu.UseFastForms && Instructions.FastForms.Select(list[i]) is var fast and not 0
                 ? fast
-                : InstructionTable.HandlerFor(instructions[i]);
+                : InstructionTable.HandlerFor(list[i]);
         }
 
         return new Block
         {
             Phys = pa, Rip = rip, Bitness = cpu.Bitness, Page1 = page1, Gen1 = gen1, Page2 = page2, Gen2 = gen2,
-            Instructions = instructions, Handlers = handlers,
+            Ops = ops,
         };
     }
 
@@ -188,10 +188,12 @@ internal sealed class DecodeCache
         var ins = default(Instruction);
         ins.IP = rip;
         ins.Length = 1;
+        var op = DecodedInstruction.From(ins);
+        op.Handler = op.Solo = handler;
         return new Block
         {
             Phys = pa, Rip = rip, Bitness = cpu.Bitness, Page1 = 0, Gen1 = int.MinValue, Page2 = ulong.MaxValue, Gen2 = 0,
-            Instructions = [ins], Handlers = [handler],
+            Ops = [op],
         };
     }
 

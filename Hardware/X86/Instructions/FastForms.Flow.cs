@@ -1,4 +1,5 @@
 using Iced.Intel;
+using unsafe Handler = delegate*<ActorVm.Hardware.X86.Cpu, ref ActorVm.Hardware.X86.DecodedInstruction, void>;
 
 namespace ActorVm.Hardware.X86.Instructions;
 
@@ -14,14 +15,14 @@ internal static unsafe partial class FastForms
 {
     private static readonly nint[] JccByCondition =
     [
-        (nint)(delegate*<Cpu, ref Instruction, void>)&Jo, (nint)(delegate*<Cpu, ref Instruction, void>)&Jno,
-        (nint)(delegate*<Cpu, ref Instruction, void>)&Jb, (nint)(delegate*<Cpu, ref Instruction, void>)&Jae,
-        (nint)(delegate*<Cpu, ref Instruction, void>)&Je, (nint)(delegate*<Cpu, ref Instruction, void>)&Jne,
-        (nint)(delegate*<Cpu, ref Instruction, void>)&Jbe, (nint)(delegate*<Cpu, ref Instruction, void>)&Ja,
-        (nint)(delegate*<Cpu, ref Instruction, void>)&Js, (nint)(delegate*<Cpu, ref Instruction, void>)&Jns,
-        (nint)(delegate*<Cpu, ref Instruction, void>)&Jp, (nint)(delegate*<Cpu, ref Instruction, void>)&Jnp,
-        (nint)(delegate*<Cpu, ref Instruction, void>)&Jl, (nint)(delegate*<Cpu, ref Instruction, void>)&Jge,
-        (nint)(delegate*<Cpu, ref Instruction, void>)&Jle, (nint)(delegate*<Cpu, ref Instruction, void>)&Jg,
+        H(&Jo), H(&Jno),
+        H(&Jb), H(&Jae),
+        H(&Je), H(&Jne),
+        H(&Jbe), H(&Ja),
+        H(&Js), H(&Jns),
+        H(&Jp), H(&Jnp),
+        H(&Jl), H(&Jge),
+        H(&Jle), H(&Jg),
     ];
 
     private static nint SelectFlow(in Instruction ins)
@@ -36,49 +37,49 @@ internal static unsafe partial class FastForms
         var r = ins.OpCount == 1 && ins.Op0Kind == OpKind.Register;
         return ins.Code switch
         {
-            Code.Jmp_rel8_32 or Code.Jmp_rel32_32 or Code.Jmp_rel8_64 or Code.Jmp_rel32_64 when near => (nint)(delegate*<Cpu, ref Instruction, void>)&JmpRel,
-            Code.Call_rel32_32 when near => (nint)(delegate*<Cpu, ref Instruction, void>)&CallRel32,
-            Code.Call_rel32_64 when near => (nint)(delegate*<Cpu, ref Instruction, void>)&CallRel64,
-            Code.Retnd when ins.OpCount == 0 => (nint)(delegate*<Cpu, ref Instruction, void>)&Ret32,
-            Code.Retnq when ins.OpCount == 0 => (nint)(delegate*<Cpu, ref Instruction, void>)&Ret64,
-            Code.Push_r32 when r => (nint)(delegate*<Cpu, ref Instruction, void>)&PushR32,
-            Code.Pop_r32 when r => (nint)(delegate*<Cpu, ref Instruction, void>)&PopR32,
-            Code.Push_r64 when r => (nint)(delegate*<Cpu, ref Instruction, void>)&PushR64,
-            Code.Pop_r64 when r => (nint)(delegate*<Cpu, ref Instruction, void>)&PopR64,
+            Code.Jmp_rel8_32 or Code.Jmp_rel32_32 or Code.Jmp_rel8_64 or Code.Jmp_rel32_64 when near => H(&JmpRel),
+            Code.Call_rel32_32 when near => H(&CallRel32),
+            Code.Call_rel32_64 when near => H(&CallRel64),
+            Code.Retnd when ins.OpCount == 0 => H(&Ret32),
+            Code.Retnq when ins.OpCount == 0 => H(&Ret64),
+            Code.Push_r32 when r => H(&PushR32),
+            Code.Pop_r32 when r => H(&PopR32),
+            Code.Push_r64 when r => H(&PushR64),
+            Code.Pop_r64 when r => H(&PopR64),
             _ => 0,
         };
     }
 
     // The decoded target of a 32-bit branch is already truncated to 32 bits; NearBranch64
     // reads the same stored value for both kinds without NearBranchTarget's switch.
-    private static void Jo(Cpu cpu, ref Instruction ins) { if (cpu.Condition(0)) cpu.Rip = ins.NearBranch64; }
-    private static void Jno(Cpu cpu, ref Instruction ins) { if (cpu.Condition(1)) cpu.Rip = ins.NearBranch64; }
-    private static void Jb(Cpu cpu, ref Instruction ins) { if (cpu.Condition(2)) cpu.Rip = ins.NearBranch64; }
-    private static void Jae(Cpu cpu, ref Instruction ins) { if (cpu.Condition(3)) cpu.Rip = ins.NearBranch64; }
-    private static void Je(Cpu cpu, ref Instruction ins) { if (cpu.Condition(4)) cpu.Rip = ins.NearBranch64; }
-    private static void Jne(Cpu cpu, ref Instruction ins) { if (cpu.Condition(5)) cpu.Rip = ins.NearBranch64; }
-    private static void Jbe(Cpu cpu, ref Instruction ins) { if (cpu.Condition(6)) cpu.Rip = ins.NearBranch64; }
-    private static void Ja(Cpu cpu, ref Instruction ins) { if (cpu.Condition(7)) cpu.Rip = ins.NearBranch64; }
-    private static void Js(Cpu cpu, ref Instruction ins) { if (cpu.Condition(8)) cpu.Rip = ins.NearBranch64; }
-    private static void Jns(Cpu cpu, ref Instruction ins) { if (cpu.Condition(9)) cpu.Rip = ins.NearBranch64; }
-    private static void Jp(Cpu cpu, ref Instruction ins) { if (cpu.Condition(10)) cpu.Rip = ins.NearBranch64; }
-    private static void Jnp(Cpu cpu, ref Instruction ins) { if (cpu.Condition(11)) cpu.Rip = ins.NearBranch64; }
-    private static void Jl(Cpu cpu, ref Instruction ins) { if (cpu.Condition(12)) cpu.Rip = ins.NearBranch64; }
-    private static void Jge(Cpu cpu, ref Instruction ins) { if (cpu.Condition(13)) cpu.Rip = ins.NearBranch64; }
-    private static void Jle(Cpu cpu, ref Instruction ins) { if (cpu.Condition(14)) cpu.Rip = ins.NearBranch64; }
-    private static void Jg(Cpu cpu, ref Instruction ins) { if (cpu.Condition(15)) cpu.Rip = ins.NearBranch64; }
+    private static void Jo(Cpu cpu, ref DecodedInstruction op) { if (cpu.Condition(0)) cpu.Rip = op.Imm; }
+    private static void Jno(Cpu cpu, ref DecodedInstruction op) { if (cpu.Condition(1)) cpu.Rip = op.Imm; }
+    private static void Jb(Cpu cpu, ref DecodedInstruction op) { if (cpu.Condition(2)) cpu.Rip = op.Imm; }
+    private static void Jae(Cpu cpu, ref DecodedInstruction op) { if (cpu.Condition(3)) cpu.Rip = op.Imm; }
+    private static void Je(Cpu cpu, ref DecodedInstruction op) { if (cpu.Condition(4)) cpu.Rip = op.Imm; }
+    private static void Jne(Cpu cpu, ref DecodedInstruction op) { if (cpu.Condition(5)) cpu.Rip = op.Imm; }
+    private static void Jbe(Cpu cpu, ref DecodedInstruction op) { if (cpu.Condition(6)) cpu.Rip = op.Imm; }
+    private static void Ja(Cpu cpu, ref DecodedInstruction op) { if (cpu.Condition(7)) cpu.Rip = op.Imm; }
+    private static void Js(Cpu cpu, ref DecodedInstruction op) { if (cpu.Condition(8)) cpu.Rip = op.Imm; }
+    private static void Jns(Cpu cpu, ref DecodedInstruction op) { if (cpu.Condition(9)) cpu.Rip = op.Imm; }
+    private static void Jp(Cpu cpu, ref DecodedInstruction op) { if (cpu.Condition(10)) cpu.Rip = op.Imm; }
+    private static void Jnp(Cpu cpu, ref DecodedInstruction op) { if (cpu.Condition(11)) cpu.Rip = op.Imm; }
+    private static void Jl(Cpu cpu, ref DecodedInstruction op) { if (cpu.Condition(12)) cpu.Rip = op.Imm; }
+    private static void Jge(Cpu cpu, ref DecodedInstruction op) { if (cpu.Condition(13)) cpu.Rip = op.Imm; }
+    private static void Jle(Cpu cpu, ref DecodedInstruction op) { if (cpu.Condition(14)) cpu.Rip = op.Imm; }
+    private static void Jg(Cpu cpu, ref DecodedInstruction op) { if (cpu.Condition(15)) cpu.Rip = op.Imm; }
 
-    private static void JmpRel(Cpu cpu, ref Instruction ins) => cpu.Rip = ins.NearBranch64;
+    private static void JmpRel(Cpu cpu, ref DecodedInstruction op) => cpu.Rip = op.Imm;
 
-    private static void CallRel32(Cpu cpu, ref Instruction ins)
+    private static void CallRel32(Cpu cpu, ref DecodedInstruction op)
     {
         cpu.PushSized(4, cpu.Rip);
-        cpu.Rip = ins.NearBranch64;
+        cpu.Rip = op.Imm;
     }
 
-    private static void CallRel64(Cpu cpu, ref Instruction ins)
+    private static void CallRel64(Cpu cpu, ref DecodedInstruction op)
     {
-        var target = ins.NearBranch64;
+        var target = op.Imm;
         if ((ulong)((long)(target << 16) >> 16) != target)
         {
             throw GuestFault.Gp();
@@ -88,9 +89,9 @@ internal static unsafe partial class FastForms
         cpu.Rip = target;
     }
 
-    private static void Ret32(Cpu cpu, ref Instruction ins) => cpu.Rip = cpu.PopSized(4);
+    private static void Ret32(Cpu cpu, ref DecodedInstruction op) => cpu.Rip = cpu.PopSized(4);
 
-    private static void Ret64(Cpu cpu, ref Instruction ins)
+    private static void Ret64(Cpu cpu, ref DecodedInstruction op)
     {
         var sp = cpu.Gpr[Cpu.RSP];
         var target = cpu.PopSized(8);
@@ -103,17 +104,17 @@ internal static unsafe partial class FastForms
         cpu.Rip = target;
     }
 
-    private static void PushR32(Cpu cpu, ref Instruction ins) => cpu.PushSized(4, (uint)cpu.Gpr[R32(ins.Op0Register)]);
-    private static void PopR32(Cpu cpu, ref Instruction ins)
+    private static void PushR32(Cpu cpu, ref DecodedInstruction op) => cpu.PushSized(4, (uint)cpu.GprAt(op.Reg));
+    private static void PopR32(Cpu cpu, ref DecodedInstruction op)
     {
         var v = (uint)cpu.PopSized(4);
-        cpu.Gpr[R32(ins.Op0Register)] = v;
+        cpu.GprAt(op.Reg) = v;
     }
 
-    private static void PushR64(Cpu cpu, ref Instruction ins) => cpu.PushSized(8, cpu.Gpr[R64(ins.Op0Register)]);
-    private static void PopR64(Cpu cpu, ref Instruction ins)
+    private static void PushR64(Cpu cpu, ref DecodedInstruction op) => cpu.PushSized(8, cpu.GprAt(op.Reg));
+    private static void PopR64(Cpu cpu, ref DecodedInstruction op)
     {
         var v = cpu.PopSized(8);
-        cpu.Gpr[R64(ins.Op0Register)] = v;
+        cpu.GprAt(op.Reg) = v;
     }
 }
