@@ -1,4 +1,5 @@
 using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
 using ActorVm.Hardware.Memory;
 
 namespace ActorVm.Hardware.X86;
@@ -27,6 +28,8 @@ public sealed unsafe partial class Cpu
         public ulong PhysPage;
         /// <summary>Host pointer to the page, or null when it is not plain RAM.</summary>
         public byte* Host;
+        /// <summary>The page's "holds code" flag in guest memory (<see cref="GuestMemory.CodeFlag"/>), when <see cref="Host"/> is set.</summary>
+        public byte* Code;
         public bool Read, Write, Exec;
         /// <summary>
         /// Tag when a read (write) may go straight to <see cref="Host"/>, else 0: the fast
@@ -64,6 +67,11 @@ public sealed unsafe partial class Cpu
         }
     }
 
+    /// <summary>The TLB slot of a linear address (the index is masked, so no bounds check).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private ref TlbEntry TlbSlot(ulong la) =>
+        ref Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(_tlb), (nint)((la >> 12) & (TlbSize - 1)));
+
     // ---- segmentation ----
 
     /// <summary>Segment base + offset, truncated to the address width, canonical-checked in 64-bit mode.</summary>
@@ -99,7 +107,7 @@ public sealed unsafe partial class Cpu
     {
         if ((la & 0xFFF) + (ulong)size <= 0x1000)
         {
-            ref var e = ref _tlb[(la >> 12) & (TlbSize - 1)];
+            ref var e = ref TlbSlot(la);
             if (e.HostReadTag == (la >> 12) + 1)
             {
                 var p = e.Host + (la & 0xFFF);
@@ -121,7 +129,7 @@ public sealed unsafe partial class Cpu
     {
         if ((la & 0xFFF) + (ulong)size <= 0x1000)
         {
-            ref var e = ref _tlb[(la >> 12) & (TlbSize - 1)];
+            ref var e = ref TlbSlot(la);
             if (e.HostWriteTag == (la >> 12) + 1)
             {
                 var p = e.Host + (la & 0xFFF);
@@ -133,7 +141,9 @@ public sealed unsafe partial class Cpu
                     default: *(ulong*)p = value; break;
                 }
 
-                if (Memory.NoteWrite((e.PhysPage << 12) | (la & 0xFFF), size))
+                // One byte says whether the page holds decoded code (rarely: then NoteWrite moves
+                // its generation on and this block ends).
+                if (*e.Code != 0 && Memory.NoteWrite((e.PhysPage << 12) | (la & 0xFFF), size))
                 {
                     _breakBlock = true;
                 }
@@ -313,6 +323,7 @@ public sealed unsafe partial class Cpu
         e.Tag = page + 1;
         e.PhysPage = physPage;
         e.Host = Memory.IsRam(physPage << 12, 0x1000) && !IsApicPage(physPage << 12) ? Memory.Pointer(physPage << 12) : null;
+        e.Code = e.Host != null ? Memory.CodeFlag(physPage) : null;
         e.Read = true;
         e.Write = w;
         e.Exec = x;
