@@ -18,6 +18,12 @@ internal sealed class Block
     /// <summary>The instructions with their pre-decoded operands and handlers.</summary>
     public required DecodedInstruction[] Ops;
 
+    /// <summary>
+    /// Handler slots the chained loop runs: <see cref="Ops"/>' length, or one less when the last
+    /// two instructions are fused (a compare and its Jcc in the second-last slot's handler).
+    /// </summary>
+    public required int Count;
+
     /// <summary>The translation epoch in which RIP → this block was last confirmed.</summary>
     public uint Epoch;
 
@@ -179,7 +185,7 @@ internal sealed class DecodeCache
         return new Block
         {
             Phys = pa, Rip = rip, Bitness = cpu.Bitness, Page1 = page1, Gen1 = gen1, Page2 = page2, Gen2 = gen2,
-            Ops = ops,
+            Ops = ops, Count = ops.Length,
         };
     }
 
@@ -193,7 +199,7 @@ internal sealed class DecodeCache
         return new Block
         {
             Phys = pa, Rip = rip, Bitness = cpu.Bitness, Page1 = 0, Gen1 = int.MinValue, Page2 = ulong.MaxValue, Gen2 = 0,
-            Ops = [op],
+            Ops = [op], Count = 1,
         };
     }
 
