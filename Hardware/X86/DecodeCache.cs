@@ -182,10 +182,12 @@ internal sealed class DecodeCache
                 : InstructionTable.HandlerFor(list[i]);
         }
 
+        // A block that closes with "flag-setting op; Jcc" runs the pair as one superinstruction.
+        var fused = ops.Length >= 2 && Instructions.FastForms.TryFuse(ref ops[^2], ops[^1]);
         return new Block
         {
             Phys = pa, Rip = rip, Bitness = cpu.Bitness, Page1 = page1, Gen1 = gen1, Page2 = page2, Gen2 = gen2,
-            Ops = ops, Count = ops.Length,
+            Ops = ops, Count = fused ? ops.Length - 1 : ops.Length,
         };
     }
 

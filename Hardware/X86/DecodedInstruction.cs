@@ -57,9 +57,6 @@ internal struct DecodedInstruction
     /// <summary>The <see cref="SegReg"/> of the memory operand (override or default, SDM vol. 1 3.7.4.1).</summary>
     public byte Segment;
 
-    /// <summary>The condition code of a fused compare-and-branch (the Jcc's tttn).</summary>
-    public byte Condition;
-
     /// <summary>Branch target of the Jcc a fused handler ends with.</summary>
     public ulong FusedTarget;
 
