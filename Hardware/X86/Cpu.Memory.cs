@@ -105,20 +105,20 @@ public sealed unsafe partial class Cpu
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public ulong ReadLinear(ulong la, int size)
     {
-        if ((la & 0xFFF) + (ulong)size <= 0x1000)
+        // The tag is compared with the page of the access's last byte: an entry can only match
+        // that page when it is also the first byte's (the slot is the first byte's), so one
+        // compare checks the translation and that the access does not cross a page.
+        ref var e = ref TlbSlot(la);
+        if (e.HostReadTag == ((la + (ulong)size - 1) >> 12) + 1)
         {
-            ref var e = ref TlbSlot(la);
-            if (e.HostReadTag == (la >> 12) + 1)
+            var p = e.Host + (la & 0xFFF);
+            return size switch
             {
-                var p = e.Host + (la & 0xFFF);
-                return size switch
-                {
-                    1 => *p,
-                    2 => *(ushort*)p,
-                    4 => *(uint*)p,
-                    _ => *(ulong*)p,
-                };
-            }
+                1 => *p,
+                2 => *(ushort*)p,
+                4 => *(uint*)p,
+                _ => *(ulong*)p,
+            };
         }
 
         return ReadLinearSlow(la, size);
@@ -127,29 +127,27 @@ public sealed unsafe partial class Cpu
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public void WriteLinear(ulong la, int size, ulong value)
     {
-        if ((la & 0xFFF) + (ulong)size <= 0x1000)
+        // One compare for translation, permission and no page crossing, as in ReadLinear.
+        ref var e = ref TlbSlot(la);
+        if (e.HostWriteTag == ((la + (ulong)size - 1) >> 12) + 1)
         {
-            ref var e = ref TlbSlot(la);
-            if (e.HostWriteTag == (la >> 12) + 1)
+            var p = e.Host + (la & 0xFFF);
+            switch (size)
             {
-                var p = e.Host + (la & 0xFFF);
-                switch (size)
-                {
-                    case 1: *p = (byte)value; break;
-                    case 2: *(ushort*)p = (ushort)value; break;
-                    case 4: *(uint*)p = (uint)value; break;
-                    default: *(ulong*)p = value; break;
-                }
-
-                // One byte says whether the page holds decoded code (rarely: then NoteWrite moves
-                // its generation on and this block ends).
-                if (*e.Code != 0 && Memory.NoteWrite((e.PhysPage << 12) | (la & 0xFFF), size))
-                {
-                    _breakBlock = true;
-                }
-
-                return;
+                case 1: *p = (byte)value; break;
+                case 2: *(ushort*)p = (ushort)value; break;
+                case 4: *(uint*)p = (uint)value; break;
+                default: *(ulong*)p = value; break;
             }
+
+            // One byte says whether the page holds decoded code (rarely: then NoteWrite moves
+            // its generation on and this block ends).
+            if (*e.Code != 0 && Memory.NoteWrite((e.PhysPage << 12) | (la & 0xFFF), size))
+            {
+                _breakBlock = true;
+            }
+
+            return;
         }
 
         WriteLinearSlow(la, size, value);

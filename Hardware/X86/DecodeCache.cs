@@ -5,7 +5,7 @@ using ActorVm.Hardware.Memory;
 namespace ActorVm.Hardware.X86;
 
 /// <summary>A run of decoded instructions starting at one guest-physical address.</summary>
-internal sealed class Block
+internal sealed unsafe class Block
 {
     public required ulong Phys;
     public required ulong Rip;
@@ -15,6 +15,13 @@ internal sealed class Block
     /// <summary>Second page when the last instruction straddles a page boundary, else ulong.MaxValue.</summary>
     public required ulong Page2;
     public required int Gen2;
+
+    /// <summary>
+    /// The live generations of <see cref="Page1"/> and of <see cref="Page2"/> (the first page's
+    /// again when there is no second one, with <see cref="Gen2"/> equal to <see cref="Gen1"/>), so
+    /// the validity check is two loads and compares without bounds checks.
+    /// </summary>
+    public int* GenPtr1, GenPtr2;
     /// <summary>The instructions with their pre-decoded operands and handlers.</summary>
     public required DecodedInstruction[] Ops;
 
@@ -40,7 +47,7 @@ internal sealed class Block
 /// (self-modifying code, a trampoline copied into place, another vCPU's write) moves that
 /// generation on (<see cref="GuestMemory.NoteWrite"/>), and the block is decoded again.
 /// </summary>
-internal sealed class DecodeCache
+internal sealed unsafe class DecodeCache
 {
     private const int MaxBlockInstructions = 64;
 
@@ -65,17 +72,16 @@ internal sealed class DecodeCache
     public Block Lookup(Cpu cpu)
     {
         var rip = cpu.Rip;
-        var mem = cpu.Memory;
         ref var slot = ref _byRip[(int)(rip ^ (rip >> 12)) & (RipCacheSize - 1)];
         var b = slot;
-        if (b is not null && b.Rip == rip && b.Epoch == cpu.TranslationEpoch && b.Bitness == cpu.Bitness && IsCurrent(b, mem))
+        if (b is not null && b.Rip == rip && b.Epoch == cpu.TranslationEpoch && b.Bitness == cpu.Bitness && IsCurrent(b))
         {
             return b;
         }
 
         var la = cpu.Linear(SegReg.CS, rip);
         var pa = cpu.Translate(la, AccessKind.Execute);
-        if (!_blocks.TryGetValue(pa, out b) || b.Rip != rip || b.Bitness != cpu.Bitness || !IsCurrent(b, mem))
+        if (!_blocks.TryGetValue(pa, out b) || b.Rip != rip || b.Bitness != cpu.Bitness || !IsCurrent(b))
         {
             b = Decode(cpu, rip, la, pa);
             _blocks[pa] = b;
@@ -95,15 +101,14 @@ internal sealed class DecodeCache
     {
         var rip = cpu.Rip;
         var epoch = cpu.TranslationEpoch;
-        var mem = cpu.Memory;
         var l = from.Link0;
-        if (l is not null && l.Rip == rip && l.Epoch == epoch && l.Bitness == cpu.Bitness && IsCurrent(l, mem))
+        if (l is not null && l.Rip == rip && l.Epoch == epoch && l.Bitness == cpu.Bitness && IsCurrent(l))
         {
             return l;
         }
 
         l = from.Link1;
-        if (l is not null && l.Rip == rip && l.Epoch == epoch && l.Bitness == cpu.Bitness && IsCurrent(l, mem))
+        if (l is not null && l.Rip == rip && l.Epoch == epoch && l.Bitness == cpu.Bitness && IsCurrent(l))
         {
             return l;
         }
@@ -115,8 +120,8 @@ internal sealed class DecodeCache
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static bool IsCurrent(Block b, GuestMemory mem) =>
-        mem.CodeGeneration(b.Page1) == b.Gen1 && (b.Page2 == ulong.MaxValue || mem.CodeGeneration(b.Page2) == b.Gen2);
+    private static bool IsCurrent(Block b) =>
+        Volatile.Read(ref *b.GenPtr1) == b.Gen1 && Volatile.Read(ref *b.GenPtr2) == b.Gen2;
 
     private Block Decode(Cpu cpu, ulong rip, ulong la, ulong pa)
     {
@@ -184,9 +189,12 @@ internal sealed class DecodeCache
 
         // A block that closes with "flag-setting op; Jcc" runs the pair as one superinstruction.
         var fused = ops.Length >= 2 && Instructions.FastForms.TryFuse(ref ops[^2], ops[^1]);
+        var genPtr1 = mem.CodeGenerationPointer(page1);
         return new Block
         {
-            Phys = pa, Rip = rip, Bitness = cpu.Bitness, Page1 = page1, Gen1 = gen1, Page2 = page2, Gen2 = gen2,
+            Phys = pa, Rip = rip, Bitness = cpu.Bitness, Page1 = page1, Gen1 = gen1, Page2 = page2,
+            Gen2 = page2 == ulong.MaxValue ? gen1 : gen2,
+            GenPtr1 = genPtr1, GenPtr2 = page2 == ulong.MaxValue ? genPtr1 : mem.CodeGenerationPointer(page2),
             Ops = ops, Count = fused ? ops.Length - 1 : ops.Length,
         };
     }
@@ -198,9 +206,12 @@ internal sealed class DecodeCache
         ins.Length = 1;
         var op = DecodedInstruction.From(ins);
         op.Handler = op.Solo = handler;
+        // Never current (no generation is int.MinValue): decoded again, and faulting, every time.
+        var genPtr = cpu.Memory.CodeGenerationPointer(0);
         return new Block
         {
-            Phys = pa, Rip = rip, Bitness = cpu.Bitness, Page1 = 0, Gen1 = int.MinValue, Page2 = ulong.MaxValue, Gen2 = 0,
+            Phys = pa, Rip = rip, Bitness = cpu.Bitness, Page1 = 0, Gen1 = int.MinValue, Page2 = ulong.MaxValue, Gen2 = int.MinValue,
+            GenPtr1 = genPtr, GenPtr2 = genPtr,
             Ops = [op], Count = 1,
         };
     }

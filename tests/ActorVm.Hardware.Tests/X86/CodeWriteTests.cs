@@ -75,4 +75,25 @@ public class CodeWriteTests
         Assert.Equal(ExitReason.Hlt, h.Run().Reason);
         Assert.Equal(7UL, h.Cpu.Gpr[Cpu.RAX]);
     }
+
+    [Fact]
+    public void AStoreCrossingFromACachedDataPageIntoACodePageInvalidatesTheCode()
+    {
+        using var h = CpuHarness.Create(32);
+        h.Load(a =>
+        {
+            WriteMovEaxRet(a, 1);
+            a.call((uint)Patched);                          // the code page is decoded
+            a.mov(ebx, eax);
+            a.mov(__dword_ptr[(uint)Patched - 0x1000], 0);  // the data page below is cached writable
+            // Bytes FE FF of the page below, then B8 05 at Patched: "mov eax, 5".
+            a.mov(__dword_ptr[(uint)Patched - 2], 0x05B8_0000u);
+            a.call((uint)Patched);
+            a.hlt();
+        });
+        h.Cpu.Gpr[Cpu.RSP] = CpuHarness.StackTop;
+
+        Assert.Equal(ExitReason.Hlt, h.Run().Reason);
+        Assert.Equal((1UL, 5UL), (h.Cpu.Gpr[Cpu.RBX], h.Cpu.Gpr[Cpu.RAX]));
+    }
 }
