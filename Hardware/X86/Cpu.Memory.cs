@@ -38,7 +38,9 @@ public sealed unsafe partial class Cpu
         public ulong HostReadTag, HostWriteTag;
     }
 
-    private readonly TlbEntry[] _tlb = new TlbEntry[TlbSize];
+    // Pinned: the fast paths index it through _tlbBase.
+    private readonly TlbEntry[] _tlb = GC.AllocateArray<TlbEntry>(TlbSize, pinned: true);
+    private readonly TlbEntry* _tlbBase;
     private readonly List<ulong> _mmioCompletions = [];
     private int _mmioReplay;
 
@@ -69,8 +71,7 @@ public sealed unsafe partial class Cpu
 
     /// <summary>The TLB slot of a linear address (the index is masked, so no bounds check).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private ref TlbEntry TlbSlot(ulong la) =>
-        ref Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(_tlb), (nint)((la >> 12) & (TlbSize - 1)));
+    private ref TlbEntry TlbSlot(ulong la) => ref _tlbBase[(la >> 12) & (TlbSize - 1)];
 
     // ---- segmentation ----
 
