@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using Iced.Intel;
 using unsafe Handler = delegate*<ActorVm.Hardware.X86.Cpu, ref ActorVm.Hardware.X86.DecodedInstruction, void>;
 
@@ -8,8 +9,9 @@ namespace ActorVm.Hardware.X86.Instructions;
 /// evaluation is only the flags that condition reads), JMP/CALL rel, RET near without an
 /// immediate, PUSH/POP of a full-width register. Same semantics as <see cref="ControlFlow"/>
 /// and <see cref="Stack"/>: Jcc and JMP rel take the decoded target as is, CALL and RET check
-/// canonical targets in 64-bit mode, the stack goes through <see cref="Cpu.PushSized"/> and
-/// <see cref="Cpu.PopSized"/> (so SS's size and faults are the generic ones).
+/// canonical targets in 64-bit mode, the stack does what <see cref="Cpu.PushSized"/> and
+/// <see cref="Cpu.PopSized"/> do for a 32-bit stack and in 64-bit mode (and calls them for a
+/// 16-bit one).
 /// </summary>
 internal static unsafe partial class FastForms
 {
@@ -73,7 +75,7 @@ internal static unsafe partial class FastForms
 
     private static void CallRel32(Cpu cpu, ref DecodedInstruction op)
     {
-        cpu.PushSized(4, cpu.Rip);
+        Push32(cpu, (uint)cpu.Rip);
         cpu.Rip = op.Imm;
     }
 
@@ -85,36 +87,95 @@ internal static unsafe partial class FastForms
             throw GuestFault.Gp();
         }
 
-        cpu.PushSized(8, cpu.Rip);
+        Push64(cpu, cpu.Rip);
         cpu.Rip = target;
     }
 
-    private static void Ret32(Cpu cpu, ref DecodedInstruction op) => cpu.Rip = cpu.PopSized(4);
+    private static void Ret32(Cpu cpu, ref DecodedInstruction op) => cpu.Rip = Pop32(cpu);
 
     private static void Ret64(Cpu cpu, ref DecodedInstruction op)
     {
-        var sp = cpu.Gpr[Cpu.RSP];
-        var target = cpu.PopSized(8);
+        var sp = cpu.GprAt(Cpu.RSP);
+        var target = Pop64(cpu);
         if ((ulong)((long)(target << 16) >> 16) != target)
         {
-            cpu.Gpr[Cpu.RSP] = sp;
+            cpu.GprAt(Cpu.RSP) = sp;
             throw GuestFault.Gp();
         }
 
         cpu.Rip = target;
     }
 
-    private static void PushR32(Cpu cpu, ref DecodedInstruction op) => cpu.PushSized(4, (uint)cpu.GprAt(op.Reg));
+    private static void PushR32(Cpu cpu, ref DecodedInstruction op) => Push32(cpu, (uint)cpu.GprAt(op.Reg));
+
     private static void PopR32(Cpu cpu, ref DecodedInstruction op)
     {
-        var v = (uint)cpu.PopSized(4);
+        var v = Pop32(cpu);
         cpu.GprAt(op.Reg) = v;
     }
 
-    private static void PushR64(Cpu cpu, ref DecodedInstruction op) => cpu.PushSized(8, cpu.GprAt(op.Reg));
+    private static void PushR64(Cpu cpu, ref DecodedInstruction op) => Push64(cpu, cpu.GprAt(op.Reg));
+
     private static void PopR64(Cpu cpu, ref DecodedInstruction op)
     {
-        var v = cpu.PopSized(8);
+        var v = Pop64(cpu);
         cpu.GprAt(op.Reg) = v;
     }
+
+    // The stack with a 32-bit stack pointer (SS.B = 1) or in 64-bit mode, what PushSized and
+    // PopSized do for those sizes without their switches; a 16-bit stack takes them. The store
+    // or load comes first, so a fault leaves RSP unchanged.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Push32(Cpu cpu, uint value)
+    {
+        if (cpu.StackSize != 4)
+        {
+            cpu.PushSized(4, value);
+            return;
+        }
+
+        ref var rsp = ref cpu.GprAt(Cpu.RSP);
+        var sp = (uint)rsp - 4;
+        cpu.WriteLinear((uint)(cpu.SegmentBase((int)SegReg.SS) + sp), 4, value);
+        rsp = sp;
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static uint Pop32(Cpu cpu)
+    {
+        if (cpu.StackSize != 4)
+        {
+            return (uint)cpu.PopSized(4);
+        }
+
+        ref var rsp = ref cpu.GprAt(Cpu.RSP);
+        var sp = (uint)rsp;
+        var value = (uint)cpu.ReadLinear((uint)(cpu.SegmentBase((int)SegReg.SS) + sp), 4);
+        rsp = sp + 4;
+        return value;
+    }
+
+    // In 64-bit mode the stack is always 64-bit and SS has no base; a non-canonical address is #SS(0).
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Push64(Cpu cpu, ulong value)
+    {
+        ref var rsp = ref cpu.GprAt(Cpu.RSP);
+        var sp = rsp - 8;
+        cpu.WriteLinear(CanonicalStack(sp), 8, value);
+        rsp = sp;
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static ulong Pop64(Cpu cpu)
+    {
+        ref var rsp = ref cpu.GprAt(Cpu.RSP);
+        var sp = rsp;
+        var value = cpu.ReadLinear(CanonicalStack(sp), 8);
+        rsp = sp + 8;
+        return value;
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static ulong CanonicalStack(ulong la) =>
+        (ulong)((long)(la << 16) >> 16) == la ? la : throw new GuestFault(Vector.SS, 0);
 }

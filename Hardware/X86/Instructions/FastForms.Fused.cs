@@ -52,6 +52,7 @@ internal static unsafe partial class FastForms
         [H(&CmpRR32)] = Row<CmpRR32Op>(), [H(&CmpRR64)] = Row<CmpRR64Op>(),
         [H(&CmpRI32)] = Row<CmpRI32Op>(), [H(&CmpRI64)] = Row<CmpRI64Op>(),
         [H(&TestRR32)] = Row<TestRR32Op>(), [H(&TestRR64)] = Row<TestRR64Op>(),
+        [H(&TestRI32)] = Row<TestRI32Op>(), [H(&TestRI64)] = Row<TestRI64Op>(),
         [H(&SubRI32)] = Row<SubRI32Op>(), [H(&SubRI64)] = Row<SubRI64Op>(),
         [H(&AddRI32)] = Row<AddRI32Op>(), [H(&AddRI64)] = Row<AddRI64Op>(),
         [H(&CmpLoad32<Addr32>)] = Row<CmpLoad32Op<Addr32>>(), [H(&CmpLoad32<Addr64>)] = Row<CmpLoad32Op<Addr64>>(),
@@ -86,6 +87,8 @@ internal static unsafe partial class FastForms
     private readonly struct CmpRI64Op : IFlagSetter { [MethodImpl(MethodImplOptions.AggressiveInlining)] public static void Execute(Cpu cpu, ref DecodedInstruction op) => CmpRI64(cpu, ref op); }
     private readonly struct TestRR32Op : IFlagSetter { [MethodImpl(MethodImplOptions.AggressiveInlining)] public static void Execute(Cpu cpu, ref DecodedInstruction op) => TestRR32(cpu, ref op); }
     private readonly struct TestRR64Op : IFlagSetter { [MethodImpl(MethodImplOptions.AggressiveInlining)] public static void Execute(Cpu cpu, ref DecodedInstruction op) => TestRR64(cpu, ref op); }
+    private readonly struct TestRI32Op : IFlagSetter { [MethodImpl(MethodImplOptions.AggressiveInlining)] public static void Execute(Cpu cpu, ref DecodedInstruction op) => TestRI32(cpu, ref op); }
+    private readonly struct TestRI64Op : IFlagSetter { [MethodImpl(MethodImplOptions.AggressiveInlining)] public static void Execute(Cpu cpu, ref DecodedInstruction op) => TestRI64(cpu, ref op); }
     private readonly struct SubRI32Op : IFlagSetter { [MethodImpl(MethodImplOptions.AggressiveInlining)] public static void Execute(Cpu cpu, ref DecodedInstruction op) => SubRI32(cpu, ref op); }
     private readonly struct SubRI64Op : IFlagSetter { [MethodImpl(MethodImplOptions.AggressiveInlining)] public static void Execute(Cpu cpu, ref DecodedInstruction op) => SubRI64(cpu, ref op); }
     private readonly struct AddRI32Op : IFlagSetter { [MethodImpl(MethodImplOptions.AggressiveInlining)] public static void Execute(Cpu cpu, ref DecodedInstruction op) => AddRI32(cpu, ref op); }

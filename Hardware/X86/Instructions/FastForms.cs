@@ -69,6 +69,8 @@ internal static unsafe partial class FastForms
             Code.And_rm32_imm32 or Code.And_rm32_imm8 or Code.And_EAX_imm32 when ri => H(&AndRI32),
             Code.Or_r32_rm32 or Code.Or_rm32_r32 when rr => H(&OrRR32),
             Code.Test_rm32_r32 when rr => H(&TestRR32),
+            Code.Test_rm32_imm32 or Code.Test_EAX_imm32 when ri => H(&TestRI32),
+            Code.Test_rm64_imm32 or Code.Test_RAX_imm32 when ri => H(&TestRI64),
             Code.Test_rm64_r64 when rr => H(&TestRR64),
             Code.Inc_rm32 or Code.Inc_r32 when r => H(&IncR32),
             Code.Dec_rm32 or Code.Dec_r32 when r => H(&DecR32),
@@ -258,6 +260,12 @@ internal static unsafe partial class FastForms
 
     private static void TestRR32(Cpu cpu, ref DecodedInstruction op) =>
         cpu.SetLazy(FlagOp.Logic, 4, 0, 0, (uint)cpu.GprAt(op.Reg) & (uint)cpu.GprAt(op.Src));
+
+    private static void TestRI32(Cpu cpu, ref DecodedInstruction op) =>
+        cpu.SetLazy(FlagOp.Logic, 4, 0, 0, (uint)cpu.GprAt(op.Reg) & (uint)op.Imm);
+
+    private static void TestRI64(Cpu cpu, ref DecodedInstruction op) =>
+        cpu.SetLazy(FlagOp.Logic, 8, 0, 0, cpu.GprAt(op.Reg) & op.Imm);
 
     private static void TestRR64(Cpu cpu, ref DecodedInstruction op) =>
         cpu.SetLazy(FlagOp.Logic, 8, 0, 0, cpu.GprAt(op.Reg) & cpu.GprAt(op.Src));

@@ -212,8 +212,13 @@ public class FastFormsEquivalenceTests
                 else { if (wide) a.inc(d64); else a.inc(d32); }
                 break;
             case 21:
-                if (variant % 2 == 0) { if (wide) a.test(d64, s64); else a.test(d32, s32); }
-                else { if (wide) a.cmp(d64, s64); else a.cmp(d32, s32); }
+                switch (variant)
+                {
+                    case 0: if (wide) a.test(d64, s64); else a.test(d32, s32); break;
+                    case 1: if (wide) a.cmp(d64, s64); else a.cmp(d32, s32); break;
+                    default: if (wide) a.test(d64, imm >> 4); else a.test(d32, imm >> 4); break;
+                }
+
                 break;
             case 22:
                 switch (variant)
