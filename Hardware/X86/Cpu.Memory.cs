@@ -19,7 +19,8 @@ public enum AccessKind
 /// </summary>
 public sealed unsafe partial class Cpu
 {
-    private const int TlbSize = 256;
+    // 1024 entries, as Bochs has: a loop over 2 MiB of 4 KiB pages (512 of them) stays in it.
+    private const int TlbSize = 1024;
 
     private struct TlbEntry
     {

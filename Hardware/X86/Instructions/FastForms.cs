@@ -65,6 +65,12 @@ internal static unsafe partial class FastForms
             Code.Xor_r32_rm32 or Code.Xor_rm32_r32 when rr => H(&XorRR32),
             Code.Xor_r64_rm64 or Code.Xor_rm64_r64 when rr => H(&XorRR64),
             Code.Xor_rm32_imm32 or Code.Xor_rm32_imm8 or Code.Xor_EAX_imm32 when ri => H(&XorRI32),
+            Code.Xor_rm64_imm32 or Code.Xor_rm64_imm8 or Code.Xor_RAX_imm32 when ri => H(&XorRI64),
+            Code.And_r64_rm64 or Code.And_rm64_r64 when rr => H(&AndRR64),
+            Code.And_rm64_imm32 or Code.And_rm64_imm8 or Code.And_RAX_imm32 when ri => H(&AndRI64),
+            Code.Or_rm32_imm32 or Code.Or_rm32_imm8 or Code.Or_EAX_imm32 when ri => H(&OrRI32),
+            Code.Or_r64_rm64 or Code.Or_rm64_r64 when rr => H(&OrRR64),
+            Code.Or_rm64_imm32 or Code.Or_rm64_imm8 or Code.Or_RAX_imm32 when ri => H(&OrRI64),
             Code.And_r32_rm32 or Code.And_rm32_r32 when rr => H(&AndRR32),
             Code.And_rm32_imm32 or Code.And_rm32_imm8 or Code.And_EAX_imm32 when ri => H(&AndRI32),
             Code.Or_r32_rm32 or Code.Or_rm32_r32 when rr => H(&OrRR32),
@@ -232,6 +238,54 @@ internal static unsafe partial class FastForms
         var r = (uint)d ^ (uint)op.Imm;
         d = r;
         cpu.SetLazy(FlagOp.Logic, 4, 0, 0, r);
+    }
+
+    private static void XorRI64(Cpu cpu, ref DecodedInstruction op)
+    {
+        ref var d = ref cpu.GprAt(op.Reg);
+        var r = d ^ op.Imm;
+        d = r;
+        cpu.SetLazy(FlagOp.Logic, 8, 0, 0, r);
+    }
+
+    private static void AndRR64(Cpu cpu, ref DecodedInstruction op)
+    {
+        ref var d = ref cpu.GprAt(op.Reg);
+        var r = d & cpu.GprAt(op.Src);
+        d = r;
+        cpu.SetLazy(FlagOp.Logic, 8, 0, 0, r);
+    }
+
+    private static void AndRI64(Cpu cpu, ref DecodedInstruction op)
+    {
+        ref var d = ref cpu.GprAt(op.Reg);
+        var r = d & op.Imm;
+        d = r;
+        cpu.SetLazy(FlagOp.Logic, 8, 0, 0, r);
+    }
+
+    private static void OrRI32(Cpu cpu, ref DecodedInstruction op)
+    {
+        ref var d = ref cpu.GprAt(op.Reg);
+        var r = (uint)d | (uint)op.Imm;
+        d = r;
+        cpu.SetLazy(FlagOp.Logic, 4, 0, 0, r);
+    }
+
+    private static void OrRR64(Cpu cpu, ref DecodedInstruction op)
+    {
+        ref var d = ref cpu.GprAt(op.Reg);
+        var r = d | cpu.GprAt(op.Src);
+        d = r;
+        cpu.SetLazy(FlagOp.Logic, 8, 0, 0, r);
+    }
+
+    private static void OrRI64(Cpu cpu, ref DecodedInstruction op)
+    {
+        ref var d = ref cpu.GprAt(op.Reg);
+        var r = d | op.Imm;
+        d = r;
+        cpu.SetLazy(FlagOp.Logic, 8, 0, 0, r);
     }
 
     private static void AndRR32(Cpu cpu, ref DecodedInstruction op)

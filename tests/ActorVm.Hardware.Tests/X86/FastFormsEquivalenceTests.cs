@@ -22,8 +22,14 @@ public class FastFormsEquivalenceTests
         {
             var rd = Regs64[d % Regs64.Length];
             var rs = Regs64[s % Regs64.Length];
-            switch (op / 2 % 9)
+            switch (op / 2 % 15)
             {
+                case 9: a.and(rd, rs); break;
+                case 10: a.and(rd, imm); break;
+                case 11: a.or(rd, rs); break;
+                case 12: a.or(rd, (sbyte)imm); break;
+                case 13: a.xor(rd, imm); break;
+                case 14: a.test(rd, imm); break;
                 case 0: a.mov(rd, rs); break;
                 case 1: a.add(rd, rs); break;
                 case 2: a.sub(rd, imm); break;
@@ -40,8 +46,11 @@ public class FastFormsEquivalenceTests
 
         var d32 = Regs32[d % Regs32.Length];
         var s32 = Regs32[s % Regs32.Length];
-        switch (op / 2 % 13)
+        switch (op / 2 % 16)
         {
+            case 13: a.or(d32, imm); break;
+            case 14: a.or(d32, (sbyte)imm); break;
+            case 15: a.test(d32, imm); break;
             case 0: a.mov(d32, s32); break;
             case 1: a.add(d32, s32); break;
             case 2: a.add(d32, imm); break;
@@ -352,6 +361,34 @@ public class FastFormsEquivalenceTests
         var generic = codes.Where(i => i.Code != Code.Hlt && i.Code is not (Code.Inc_rm32 or Code.Inc_r32 or Code.Rcl_rm32_1) && ActorVm.Hardware.X86.Instructions.FastForms.Select(i) == 0)
             .Select(i => i.ToString()).Distinct().ToList();
         Assert.Empty(generic);
+    }
+
+    /// <summary>The register and immediate forms of the first family all have specialised handlers (its absolute-address loads and stores do not).</summary>
+    [Theory]
+    [InlineData(32)]
+    [InlineData(64)]
+    public void EveryRegisterFormOfTheFirstFamilyHasASpecialisedHandler(int bitness)
+    {
+        var generic = new List<string>();
+        for (var op = 0; op < 64; op++)
+        {
+            var a = new Assembler(bitness);
+            Emit(a, bitness, (op, 1, 2, -100));
+            Emit(a, bitness, (op, 3, 3, 0x12345));
+            var stream = new MemoryStream();
+            a.Assemble(new StreamCodeWriter(stream), 0x8000);
+            var decoder = Iced.Intel.Decoder.Create(bitness, stream.ToArray(), 0x8000);
+            while (decoder.IP < 0x8000 + (ulong)stream.Length)
+            {
+                var ins = decoder.Decode();
+                if (ins.Op0Kind != OpKind.Memory && ins.Op1Kind != OpKind.Memory && ActorVm.Hardware.X86.Instructions.FastForms.Select(ins) == 0)
+                {
+                    generic.Add(ins.ToString());
+                }
+            }
+        }
+
+        Assert.Empty(generic.Distinct());
     }
 
     /// <summary>Every flag-setter + Jcc pair the second family emits is fused (else the equivalence test above never runs a fused handler).</summary>
