@@ -74,7 +74,9 @@ internal sealed unsafe class DecodeCache
         var rip = cpu.Rip;
         ref var slot = ref _byRip[(int)(rip ^ (rip >> 12)) & (RipCacheSize - 1)];
         var b = slot;
-        if (b is not null && b.Rip == rip && b.Epoch == cpu.TranslationEpoch && b.Bitness == cpu.Bitness && IsCurrent(b))
+        // A block confirmed in this translation epoch was decoded for the current mode: every
+        // mode change (Cpu.UpdateMode) starts a new epoch.
+        if (b is not null && b.Rip == rip && b.Epoch == cpu.TranslationEpoch && IsCurrent(b))
         {
             return b;
         }
@@ -102,13 +104,13 @@ internal sealed unsafe class DecodeCache
         var rip = cpu.Rip;
         var epoch = cpu.TranslationEpoch;
         var l = from.Link0;
-        if (l is not null && l.Rip == rip && l.Epoch == epoch && l.Bitness == cpu.Bitness && IsCurrent(l))
+        if (l is not null && l.Rip == rip && l.Epoch == epoch && IsCurrent(l))
         {
             return l;
         }
 
         l = from.Link1;
-        if (l is not null && l.Rip == rip && l.Epoch == epoch && l.Bitness == cpu.Bitness && IsCurrent(l))
+        if (l is not null && l.Rip == rip && l.Epoch == epoch && IsCurrent(l))
         {
             return l;
         }
