@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using Iced.Intel;
 using unsafe Handler = delegate*<ActorVm.Hardware.X86.Cpu, ref ActorVm.Hardware.X86.DecodedInstruction, void>;
 
@@ -128,6 +129,7 @@ internal static unsafe partial class FastForms
         cpu.SetLazy(FlagOp.Add, 8, a, b, r);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] // also the first half of a fused pair
     private static void AddRI32(Cpu cpu, ref DecodedInstruction op)
     {
         ref var d = ref cpu.GprAt(op.Reg);
@@ -138,6 +140,7 @@ internal static unsafe partial class FastForms
         cpu.SetLazy(FlagOp.Add, 4, a, b, r);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] // also the first half of a fused pair
     private static void AddRI64(Cpu cpu, ref DecodedInstruction op)
     {
         ref var d = ref cpu.GprAt(op.Reg);
@@ -168,6 +171,7 @@ internal static unsafe partial class FastForms
         cpu.SetLazy(FlagOp.Sub, 8, a, b, r);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] // also the first half of a fused pair
     private static void SubRI32(Cpu cpu, ref DecodedInstruction op)
     {
         ref var d = ref cpu.GprAt(op.Reg);
@@ -178,6 +182,7 @@ internal static unsafe partial class FastForms
         cpu.SetLazy(FlagOp.Sub, 4, a, b, r);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] // also the first half of a fused pair
     private static void SubRI64(Cpu cpu, ref DecodedInstruction op)
     {
         ref var d = ref cpu.GprAt(op.Reg);
@@ -188,6 +193,7 @@ internal static unsafe partial class FastForms
         cpu.SetLazy(FlagOp.Sub, 8, a, b, r);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] // also the first half of a fused pair
     private static void CmpRR32(Cpu cpu, ref DecodedInstruction op)
     {
         var a = (uint)cpu.GprAt(op.Reg);
@@ -195,6 +201,7 @@ internal static unsafe partial class FastForms
         cpu.SetLazy(FlagOp.Sub, 4, a, b, a - b);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] // also the first half of a fused pair
     private static void CmpRR64(Cpu cpu, ref DecodedInstruction op)
     {
         var a = cpu.GprAt(op.Reg);
@@ -202,6 +209,7 @@ internal static unsafe partial class FastForms
         cpu.SetLazy(FlagOp.Sub, 8, a, b, a - b);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] // also the first half of a fused pair
     private static void CmpRI32(Cpu cpu, ref DecodedInstruction op)
     {
         var a = (uint)cpu.GprAt(op.Reg);
@@ -209,6 +217,7 @@ internal static unsafe partial class FastForms
         cpu.SetLazy(FlagOp.Sub, 4, a, b, a - b);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] // also the first half of a fused pair
     private static void CmpRI64(Cpu cpu, ref DecodedInstruction op)
     {
         var a = cpu.GprAt(op.Reg);
@@ -312,18 +321,23 @@ internal static unsafe partial class FastForms
         cpu.SetLazy(FlagOp.Logic, 4, 0, 0, r);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] // also the first half of a fused pair
     private static void TestRR32(Cpu cpu, ref DecodedInstruction op) =>
         cpu.SetLazy(FlagOp.Logic, 4, 0, 0, (uint)cpu.GprAt(op.Reg) & (uint)cpu.GprAt(op.Src));
 
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] // also the first half of a fused pair
     private static void TestRI32(Cpu cpu, ref DecodedInstruction op) =>
         cpu.SetLazy(FlagOp.Logic, 4, 0, 0, (uint)cpu.GprAt(op.Reg) & (uint)op.Imm);
 
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] // also the first half of a fused pair
     private static void TestRI64(Cpu cpu, ref DecodedInstruction op) =>
         cpu.SetLazy(FlagOp.Logic, 8, 0, 0, cpu.GprAt(op.Reg) & op.Imm);
 
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] // also the first half of a fused pair
     private static void TestRR64(Cpu cpu, ref DecodedInstruction op) =>
         cpu.SetLazy(FlagOp.Logic, 8, 0, 0, cpu.GprAt(op.Reg) & cpu.GprAt(op.Src));
 
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] // also the first half of a fused pair
     private static void IncR32(Cpu cpu, ref DecodedInstruction op)
     {
         ref var d = ref cpu.GprAt(op.Reg);
@@ -333,6 +347,7 @@ internal static unsafe partial class FastForms
         cpu.SetLazyKeepCarry(FlagOp.Inc, 4, a, r);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] // also the first half of a fused pair
     private static void DecR32(Cpu cpu, ref DecodedInstruction op)
     {
         ref var d = ref cpu.GprAt(op.Reg);
@@ -342,6 +357,7 @@ internal static unsafe partial class FastForms
         cpu.SetLazyKeepCarry(FlagOp.Dec, 4, a, r);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] // also the first half of a fused pair
     private static void IncR64(Cpu cpu, ref DecodedInstruction op)
     {
         ref var d = ref cpu.GprAt(op.Reg);
@@ -350,6 +366,7 @@ internal static unsafe partial class FastForms
         cpu.SetLazyKeepCarry(FlagOp.Inc, 8, a, a + 1);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] // also the first half of a fused pair
     private static void DecR64(Cpu cpu, ref DecodedInstruction op)
     {
         ref var d = ref cpu.GprAt(op.Reg);
