@@ -26,6 +26,7 @@ public sealed unsafe partial class Cpu
     /// <summary>The slot in <see cref="_block"/> being executed.</summary>
     private int _index;
     private long _sliceRetired;
+    private long _retiredBeforeSlice;
     private readonly DecodeCache _decodeCache = new();
 
     /// <summary>
@@ -61,6 +62,7 @@ public sealed unsafe partial class Cpu
             throw new InvalidOperationException("VM-entry with an exit still to be completed");
         }
 
+        _retiredBeforeSlice += _sliceRetired;
         _sliceRetired = 0;
         if (entry.Injection is { } injection && !TryDeliver(injection, out var shutdown))
         {
@@ -260,8 +262,12 @@ public sealed unsafe partial class Cpu
             }
 
             // Block boundary inside the chain: same polling as Run's loop (the kick above;
-            // budget and deadline through chainUntil), then the successor without a hash lookup.
-            block = _decodeCache.Successor(this, block);
+            // budget and deadline through chainUntil), then the successor without a hash lookup:
+            // the most recent link checked here (a loop's back edge), the rest in Successor.
+            var next = block.Link0;
+            block = next is not null && next.Rip == Rip && next.Epoch == TranslationEpoch && next.IsCurrent
+                ? next
+                : _decodeCache.Successor(this, block);
         }
     }
 
@@ -355,11 +361,7 @@ public sealed unsafe partial class Cpu
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private void Retire(int count)
-    {
-        _sliceRetired += count;
-        InstructionsRetired += count;
-    }
+    private void Retire(int count) => _sliceRetired += count;
 
     /// <summary>Called by an instruction handler that needs the outside world; the instruction does not retire.</summary>
     [MethodImpl(MethodImplOptions.NoInlining)]

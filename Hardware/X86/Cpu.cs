@@ -38,8 +38,8 @@ public sealed unsafe partial class Cpu
     /// <summary>Instructions that raised #UD because the interpreter does not implement them.</summary>
     public long UnsupportedInstructions { get; internal set; }
 
-    /// <summary>Instructions retired since creation.</summary>
-    public long InstructionsRetired { get; private set; }
+    /// <summary>Instructions retired since creation (the slices before the current one, plus its count so far).</summary>
+    public long InstructionsRetired => _retiredBeforeSlice + _sliceRetired;
 
     /// <summary>
     /// Puts the processor in its power-up / INIT state (SDM 10.1.1, table 10-1): real mode,

@@ -31,6 +31,13 @@ internal sealed unsafe class Block
     /// </summary>
     public required int Count;
 
+    /// <summary>Whether the code page(s) it was decoded from are unchanged since.</summary>
+    public bool IsCurrent
+    {
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        get => Volatile.Read(ref *GenPtr1) == Gen1 && Volatile.Read(ref *GenPtr2) == Gen2;
+    }
+
     /// <summary>The translation epoch in which RIP → this block was last confirmed.</summary>
     public uint Epoch;
 
@@ -121,9 +128,7 @@ internal sealed unsafe class DecodeCache
         return next;
     }
 
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static bool IsCurrent(Block b) =>
-        Volatile.Read(ref *b.GenPtr1) == b.Gen1 && Volatile.Read(ref *b.GenPtr2) == b.Gen2;
+    private static bool IsCurrent(Block b) => b.IsCurrent;
 
     private Block Decode(Cpu cpu, ulong rip, ulong la, ulong pa)
     {
