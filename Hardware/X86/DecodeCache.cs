@@ -142,6 +142,7 @@ internal sealed unsafe class DecodeCache
         var page1 = pa >> GuestMemory.PageShift;
         var gen1 = mem.MarkCode(page1);
         var reader = new GuestCodeReader(cpu, la);
+        var readerLa = la;
         var decoder = Decoder.Create(cpu.Bitness, reader, rip, DecoderOptions.NoInvalidCheck);
         var list = new List<Instruction>(16);
         var page2 = ulong.MaxValue;
@@ -162,10 +163,10 @@ internal sealed unsafe class DecodeCache
                 break;
             }
 
-            var endLa = la + (ulong)reader.Offset - 1;
+            var endLa = readerLa + (ulong)reader.Offset - 1;
             if ((endLa >> 12) != (la >> 12))
             {
-                if (list.Count > 0 && ((la + (ulong)startOffset) >> 12) != (la >> 12))
+                if (list.Count > 0 && ((readerLa + (ulong)startOffset) >> 12) != (la >> 12))
                 {
                     break;
                 }
@@ -178,10 +179,25 @@ internal sealed unsafe class DecodeCache
             }
 
             list.Add(ins);
-            if (ins.FlowControl != FlowControl.Next || ins.Code == Code.INVALID || (endLa & 0xFFF) == 0xFFF)
+            if (ins.FlowControl == FlowControl.Next && ins.Code != Code.INVALID && (endLa & 0xFFF) != 0xFFF)
             {
-                break;
+                continue;
             }
+
+            // A direct JMP or CALL to the same page does not end the block: decoding goes on at
+            // its target (the branch always goes there, and the page's generation and the
+            // translation epoch already cover that code), so a call to a leaf or a jump over an
+            // else-branch costs no block boundary. Not into code already in the block: a loop
+            // stays one pass per block, so budgets and kicks are checked on every iteration.
+            if (ContinuationTarget(cpu, ins, rip, la) is { } targetLa && !list.Exists(i => i.IP == ins.NearBranch64))
+            {
+                reader = new GuestCodeReader(cpu, targetLa);
+                readerLa = targetLa;
+                decoder = Decoder.Create(cpu.Bitness, reader, ins.NearBranch64, DecoderOptions.NoInvalidCheck);
+                continue;
+            }
+
+            break;
         }
 
         Decoded += list.Count;
@@ -204,6 +220,26 @@ internal sealed unsafe class DecodeCache
             GenPtr1 = genPtr1, GenPtr2 = page2 == ulong.MaxValue ? genPtr1 : mem.CodeGenerationPointer(page2),
             Ops = ops, Count = fused ? ops.Length - 1 : ops.Length,
         };
+    }
+
+    /// <summary>The linear address of a direct JMP rel / CALL rel target on the block's first page, else null.</summary>
+    private static ulong? ContinuationTarget(Cpu cpu, in Instruction ins, ulong rip, ulong la)
+    {
+        if (ins.FlowControl is not (FlowControl.UnconditionalBranch or FlowControl.Call)
+            || ins.OpCount != 1 || ins.Op0Kind is not (OpKind.NearBranch32 or OpKind.NearBranch64))
+        {
+            return null;
+        }
+
+        // Same code segment, so the target's linear address is as far from the block start's as
+        // the target is from its RIP (wrapping at 4 GiB outside 64-bit mode, where CS has no base).
+        var targetLa = la + (ins.NearBranch64 - rip);
+        if (cpu.Bitness != 64)
+        {
+            targetLa = (uint)targetLa;
+        }
+
+        return (targetLa >> 12) == (la >> 12) ? targetLa : null;
     }
 
     private static Block Single(Cpu cpu, ulong rip, ulong pa, nint handler)
