@@ -145,6 +145,10 @@ internal sealed unsafe class DecodeCache
         var readerLa = la;
         var decoder = Decoder.Create(cpu.Bitness, reader, rip, DecoderOptions.NoInvalidCheck);
         var list = new List<Instruction>(16);
+        // Return addresses of the CALLs this block continued into, and the RETs it continued
+        // through to them (index in the block → the address that RET is expected to return to).
+        var callReturns = new Stack<ulong>();
+        var expectedReturns = new Dictionary<int, ulong>();
         var page2 = ulong.MaxValue;
         var gen2 = 0;
         while (list.Count < MaxBlockInstructions)
@@ -189,12 +193,40 @@ internal sealed unsafe class DecodeCache
             // translation epoch already cover that code), so a call to a leaf or a jump over an
             // else-branch costs no block boundary. Not into code already in the block: a loop
             // stays one pass per block, so budgets and kicks are checked on every iteration.
-            if (ContinuationTarget(cpu, ins, rip, la) is { } targetLa && !list.Exists(i => i.IP == ins.NearBranch64))
+            var target = ins.NearBranch64;
+            if (ContinuationTarget(cpu, ins, rip, la) is { } targetLa && !list.Exists(i => i.IP == target))
             {
+                if (ins.FlowControl == FlowControl.Call)
+                {
+                    callReturns.Push(ins.NextIP);
+                }
+
                 reader = new GuestCodeReader(cpu, targetLa);
                 readerLa = targetLa;
-                decoder = Decoder.Create(cpu.Bitness, reader, ins.NearBranch64, DecoderOptions.NoInvalidCheck);
+                decoder = Decoder.Create(cpu.Bitness, reader, target, DecoderOptions.NoInvalidCheck);
                 continue;
+            }
+
+            // The RET of a leaf this block called into: predict it returns after that CALL and
+            // go on there; its handler checks the popped address and ends the block when the
+            // leaf returned elsewhere.
+            if (ins.Code is Code.Retnd or Code.Retnq && ins.OpCount == 0 && callReturns.Count > 0)
+            {
+                var expected = callReturns.Pop();
+                var expectedLa = la + (expected - rip);
+                if (cpu.Bitness != 64)
+                {
+                    expectedLa = (uint)expectedLa;
+                }
+
+                if ((expectedLa >> 12) == (la >> 12) && !list.Exists(i => i.IP == expected))
+                {
+                    expectedReturns[list.Count - 1] = expected;
+                    reader = new GuestCodeReader(cpu, expectedLa);
+                    readerLa = expectedLa;
+                    decoder = Decoder.Create(cpu.Bitness, reader, expected, DecoderOptions.NoInvalidCheck);
+                    continue;
+                }
             }
 
             break;
@@ -208,6 +240,12 @@ internal sealed unsafe class DecodeCache
             ops[i].Solo = ops[i].Handler = cpu.UseFastForms && Instructions.FastForms.Select(list[i]) is var fast and not 0
                 ? fast
                 : InstructionTable.HandlerFor(list[i]);
+        }
+
+        foreach (var (i, expected) in expectedReturns)
+        {
+            ops[i].Handler = ops[i].Solo = Instructions.FastForms.PredictedReturn(ops[i].Instruction, cpu.UseFastForms);
+            ops[i].FusedTarget = expected;
         }
 
         // A block that closes with "flag-setting op; Jcc" runs the pair as one superinstruction.

@@ -57,7 +57,7 @@ internal struct DecodedInstruction
     /// <summary>The <see cref="SegReg"/> of the memory operand (override or default, SDM vol. 1 3.7.4.1).</summary>
     public byte Segment;
 
-    /// <summary>Branch target of the Jcc a fused handler ends with.</summary>
+    /// <summary>Branch target of the Jcc a fused handler ends with, or where a predicted RET should return to.</summary>
     public ulong FusedTarget;
 
     /// <summary>RIP after the Jcc a fused handler ends with (its fall-through).</summary>

@@ -106,6 +106,41 @@ internal static unsafe partial class FastForms
         cpu.Rip = target;
     }
 
+    /// <summary>
+    /// The handler of a RET the block was decoded through to the return address of a CALL in
+    /// the same block (<see cref="DecodedInstruction.FusedTarget"/>): the fast RET, or the generic
+    /// one when fast forms are off, then the block ends unless it returned there.
+    /// </summary>
+    public static nint PredictedReturn(in Instruction ret, bool fast) =>
+        !fast ? H(&RetPredictedGeneric) : ret.Code == Code.Retnq ? H(&RetPredicted64) : H(&RetPredicted32);
+
+    private static void RetPredicted32(Cpu cpu, ref DecodedInstruction op)
+    {
+        Ret32(cpu, ref op);
+        if (cpu.Rip != op.FusedTarget)
+        {
+            cpu.BreakBlock();
+        }
+    }
+
+    private static void RetPredicted64(Cpu cpu, ref DecodedInstruction op)
+    {
+        Ret64(cpu, ref op);
+        if (cpu.Rip != op.FusedTarget)
+        {
+            cpu.BreakBlock();
+        }
+    }
+
+    private static void RetPredictedGeneric(Cpu cpu, ref DecodedInstruction op)
+    {
+        ((delegate*<Cpu, ref Instruction, void>)InstructionTable.Handler(op.Instruction.Code))(cpu, ref op.Instruction);
+        if (cpu.Rip != op.FusedTarget)
+        {
+            cpu.BreakBlock();
+        }
+    }
+
     private static void PushR32(Cpu cpu, ref DecodedInstruction op) => Push32(cpu, (uint)cpu.GprAt(op.Reg));
 
     private static void PopR32(Cpu cpu, ref DecodedInstruction op)

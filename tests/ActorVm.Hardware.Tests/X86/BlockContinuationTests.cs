@@ -60,4 +60,34 @@ public class BlockContinuationTests
         Assert.Equal(ExitReason.Hlt, h.Run().Reason);
         Assert.Equal(9UL, h.Cpu.Gpr[Cpu.RAX]);
     }
+
+    [Theory]
+    [InlineData(32, true)]
+    [InlineData(32, false)]
+    [InlineData(64, true)]
+    public void ARetDecodedThroughToTheCallersNextInstructionStillGoesWhereTheStackSays(int bitness, bool fastForms)
+    {
+        using var h = CpuHarness.Create(bitness);
+        h.Cpu.UseFastForms = fastForms;
+        h.Load(a =>
+        {
+            var leaf = a.CreateLabel();
+            var plain = a.CreateLabel();
+            a.call(plain);          // returns where predicted
+            a.mov(ebx, 2);
+            a.call(leaf);           // the leaf moves its return address past the MOV
+            a.mov(eax, 1);          // 5 bytes, skipped
+            a.hlt();
+            a.Label(ref leaf);
+            if (bitness == 64) a.add(__qword_ptr[rsp], 5); else a.add(__dword_ptr[esp], 5);
+            a.Label(ref plain);
+            a.ret();
+        });
+        h.Cpu.Gpr[Cpu.RSP] = CpuHarness.StackTop;
+
+        Assert.Equal(ExitReason.Hlt, h.Run().Reason);
+        Assert.Equal((0UL, 2UL), (h.Cpu.Gpr[Cpu.RAX], h.Cpu.Gpr[Cpu.RBX]));
+        // CALL, RET, MOV, CALL, ADD, RET (the skipped MOV never ran; HLT exits before retiring).
+        Assert.Equal(6, h.Cpu.InstructionsRetired);
+    }
 }
