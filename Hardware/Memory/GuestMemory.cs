@@ -35,8 +35,10 @@ public sealed unsafe class GuestMemory : IDisposable
         RamSize = ramSize;
         _ram = (byte*)NativeMemory.AllocZeroed((nuint)ramSize);
         var pages = (int)(ramSize >> PageShift);
-        _codeGeneration = new int[pages];
-        _holdsCode = new byte[pages];
+        // Pinned: decoded blocks keep a pointer to the generation of their page(s).
+        _codeGeneration = GC.AllocateArray<int>(pages, pinned: true);
+        // Pinned: each vCPU's TLB keeps a pointer to the flag of the page an entry maps.
+        _holdsCode = GC.AllocateArray<byte>(pages, pinned: true);
     }
 
     public ulong RamSize { get; }
@@ -121,6 +123,16 @@ public sealed unsafe class GuestMemory : IDisposable
     /// <summary>Current generation of a RAM page; a cached decode is valid while it matches.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public int CodeGeneration(ulong page) => Volatile.Read(ref _codeGeneration[page]);
+
+    /// <summary>
+    /// The live "holds code" flag of a RAM page: a TLB entry keeps it so a store checks one byte
+    /// before calling <see cref="NoteWrite"/> (the flag is shared by all vCPUs, so a page another
+    /// vCPU decodes later is seen by the next store).
+    /// </summary>
+    internal byte* CodeFlag(ulong page) => (byte*)Unsafe.AsPointer(ref _holdsCode[page]);
+
+    /// <summary>Where a RAM page's code generation lives, for a decoded block to re-check it with one load.</summary>
+    internal int* CodeGenerationPointer(ulong page) => (int*)Unsafe.AsPointer(ref _codeGeneration[page]);
 
     /// <summary>Marks a page as holding decoded code and returns its generation.</summary>
     public int MarkCode(ulong page)

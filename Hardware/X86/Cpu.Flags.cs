@@ -45,12 +45,28 @@ public sealed partial class Cpu
     private FlagOp _lazyOp;
     private byte _lazySize;
     private ulong _lazyA, _lazyB, _lazyRes;
-    private bool _lazyCarryIn;
+
+    // CF of the lazy record, computed when the record is made (one compare for ADD/SUB, a bit
+    // for shifts): INC and DEC, which keep CF, then leave it alone instead of evaluating the
+    // previous record's CF through the switch on its operation (a loop's DEC after a shift or
+    // an ADD did that on every iteration), and CF readers (JB, ADC, SETB) read one field.
+    private bool _lazyCf;
 
     /// <summary>Records an arithmetic result; a, b and res must already be truncated to <paramref name="size"/>.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public void SetLazy(FlagOp op, int size, ulong a, ulong b, ulong res)
     {
+        // Folds to the one case when inlined with a constant op.
+        _lazyCf = op switch
+        {
+            FlagOp.Add => res < a,
+            FlagOp.Sub => a < b,
+            FlagOp.Neg => b != 0,
+            FlagOp.Shl => ((a >> ((size * 8) - (int)b)) & 1) != 0,
+            FlagOp.Shr or FlagOp.Sar => ((a >> ((int)b - 1)) & 1) != 0,
+            FlagOp.Inc or FlagOp.Dec => _lazyCf,
+            _ => false,
+        };
         _lazyOp = op;
         _lazySize = (byte)size;
         _lazyA = a;
@@ -58,15 +74,13 @@ public sealed partial class Cpu
         _lazyRes = res;
     }
 
-    /// <summary>INC/DEC keep CF: capture it before recording the new lazy state.</summary>
+    /// <summary>INC/DEC keep CF: the previous record's CF is already in its slot (or in the flags word).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public void SetLazyKeepCarry(FlagOp op, int size, ulong a, ulong res)
     {
-        // After another INC/DEC the kept carry is already in the carry-in slot (a DEC/JNZ loop
-        // never evaluates CF).
-        if (_lazyOp is not (FlagOp.Inc or FlagOp.Dec))
+        if (_lazyOp == FlagOp.None)
         {
-            _lazyCarryIn = CF;
+            _lazyCf = (_flags & Rflags.CF) != 0;
         }
 
         SetLazy(op, size, a, 1, res);
@@ -77,7 +91,9 @@ public sealed partial class Cpu
     public void SetLazyWithCarry(FlagOp op, int size, ulong a, ulong b, ulong res, bool carryIn)
     {
         SetLazy(op, size, a, b, res);
-        _lazyCarryIn = carryIn;
+        _lazyCf = op == FlagOp.Adc
+            ? res < a || (carryIn && res == a)
+            : a < b || (carryIn && a == b);
     }
 
     /// <summary>Sets the status flags eagerly (shifts, multiplies, BCD …); <paramref name="status"/> bits outside <see cref="Rflags.Status"/> are ignored.</summary>
@@ -157,20 +173,7 @@ public sealed partial class Cpu
     public bool CF
     {
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        get => _lazyOp switch
-        {
-            FlagOp.None => (_flags & Rflags.CF) != 0,
-            FlagOp.Add => _lazyRes < _lazyA,
-            FlagOp.Adc => _lazyRes < _lazyA || (_lazyCarryIn && _lazyRes == _lazyA),
-            FlagOp.Sub => _lazyA < _lazyB,
-            FlagOp.Sbb => _lazyA < _lazyB || (_lazyCarryIn && _lazyA == _lazyB),
-            FlagOp.Logic => false,
-            FlagOp.Inc or FlagOp.Dec => _lazyCarryIn,
-            FlagOp.Neg => _lazyB != 0,
-            FlagOp.Shl => ((_lazyA >> ((_lazySize * 8) - (int)_lazyB)) & 1) != 0,
-            FlagOp.Shr or FlagOp.Sar => ((_lazyA >> ((int)_lazyB - 1)) & 1) != 0,
-            _ => false,
-        };
+        get => _lazyOp == FlagOp.None ? (_flags & Rflags.CF) != 0 : _lazyCf;
     }
 
     public bool ZF

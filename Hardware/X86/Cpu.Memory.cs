@@ -1,4 +1,5 @@
 using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
 using ActorVm.Hardware.Memory;
 
 namespace ActorVm.Hardware.X86;
@@ -18,7 +19,8 @@ public enum AccessKind
 /// </summary>
 public sealed unsafe partial class Cpu
 {
-    private const int TlbSize = 256;
+    // 1024 entries, as Bochs has: a loop over 2 MiB of 4 KiB pages (512 of them) stays in it.
+    private const int TlbSize = 1024;
 
     private struct TlbEntry
     {
@@ -27,6 +29,8 @@ public sealed unsafe partial class Cpu
         public ulong PhysPage;
         /// <summary>Host pointer to the page, or null when it is not plain RAM.</summary>
         public byte* Host;
+        /// <summary>The page's "holds code" flag in guest memory (<see cref="GuestMemory.CodeFlag"/>), when <see cref="Host"/> is set.</summary>
+        public byte* Code;
         public bool Read, Write, Exec;
         /// <summary>
         /// Tag when a read (write) may go straight to <see cref="Host"/>, else 0: the fast
@@ -35,7 +39,9 @@ public sealed unsafe partial class Cpu
         public ulong HostReadTag, HostWriteTag;
     }
 
-    private readonly TlbEntry[] _tlb = new TlbEntry[TlbSize];
+    // Pinned: the fast paths index it through _tlbBase.
+    private readonly TlbEntry[] _tlb = GC.AllocateArray<TlbEntry>(TlbSize, pinned: true);
+    private readonly TlbEntry* _tlbBase;
     private readonly List<ulong> _mmioCompletions = [];
     private int _mmioReplay;
 
@@ -63,6 +69,10 @@ public sealed unsafe partial class Cpu
             e.Tag = e.HostReadTag = e.HostWriteTag = 0;
         }
     }
+
+    /// <summary>The TLB slot of a linear address (the index is masked, so no bounds check).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private ref TlbEntry TlbSlot(ulong la) => ref _tlbBase[(la >> 12) & (TlbSize - 1)];
 
     // ---- segmentation ----
 
@@ -97,20 +107,20 @@ public sealed unsafe partial class Cpu
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public ulong ReadLinear(ulong la, int size)
     {
-        if ((la & 0xFFF) + (ulong)size <= 0x1000)
+        // The tag is compared with the page of the access's last byte: an entry can only match
+        // that page when it is also the first byte's (the slot is the first byte's), so one
+        // compare checks the translation and that the access does not cross a page.
+        ref var e = ref TlbSlot(la);
+        if (e.HostReadTag == ((la + (ulong)size - 1) >> 12) + 1)
         {
-            ref var e = ref _tlb[(la >> 12) & (TlbSize - 1)];
-            if (e.HostReadTag == (la >> 12) + 1)
+            var p = e.Host + (la & 0xFFF);
+            return size switch
             {
-                var p = e.Host + (la & 0xFFF);
-                return size switch
-                {
-                    1 => *p,
-                    2 => *(ushort*)p,
-                    4 => *(uint*)p,
-                    _ => *(ulong*)p,
-                };
-            }
+                1 => *p,
+                2 => *(ushort*)p,
+                4 => *(uint*)p,
+                _ => *(ulong*)p,
+            };
         }
 
         return ReadLinearSlow(la, size);
@@ -119,27 +129,27 @@ public sealed unsafe partial class Cpu
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public void WriteLinear(ulong la, int size, ulong value)
     {
-        if ((la & 0xFFF) + (ulong)size <= 0x1000)
+        // One compare for translation, permission and no page crossing, as in ReadLinear.
+        ref var e = ref TlbSlot(la);
+        if (e.HostWriteTag == ((la + (ulong)size - 1) >> 12) + 1)
         {
-            ref var e = ref _tlb[(la >> 12) & (TlbSize - 1)];
-            if (e.HostWriteTag == (la >> 12) + 1)
+            var p = e.Host + (la & 0xFFF);
+            switch (size)
             {
-                var p = e.Host + (la & 0xFFF);
-                switch (size)
-                {
-                    case 1: *p = (byte)value; break;
-                    case 2: *(ushort*)p = (ushort)value; break;
-                    case 4: *(uint*)p = (uint)value; break;
-                    default: *(ulong*)p = value; break;
-                }
-
-                if (Memory.NoteWrite((e.PhysPage << 12) | (la & 0xFFF), size))
-                {
-                    _breakBlock = true;
-                }
-
-                return;
+                case 1: *p = (byte)value; break;
+                case 2: *(ushort*)p = (ushort)value; break;
+                case 4: *(uint*)p = (uint)value; break;
+                default: *(ulong*)p = value; break;
             }
+
+            // One byte says whether the page holds decoded code (rarely: then NoteWrite moves
+            // its generation on and this block ends).
+            if (*e.Code != 0 && Memory.NoteWrite((e.PhysPage << 12) | (la & 0xFFF), size))
+            {
+                _breakBlock = true;
+            }
+
+            return;
         }
 
         WriteLinearSlow(la, size, value);
@@ -313,6 +323,7 @@ public sealed unsafe partial class Cpu
         e.Tag = page + 1;
         e.PhysPage = physPage;
         e.Host = Memory.IsRam(physPage << 12, 0x1000) && !IsApicPage(physPage << 12) ? Memory.Pointer(physPage << 12) : null;
+        e.Code = e.Host != null ? Memory.CodeFlag(physPage) : null;
         e.Read = true;
         e.Write = w;
         e.Exec = x;

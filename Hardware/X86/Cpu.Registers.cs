@@ -1,4 +1,5 @@
 using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
 using Iced.Intel;
 
 namespace ActorVm.Hardware.X86;
@@ -23,12 +24,24 @@ public static class MsrApicBase
     public const ulong Bsp = 1 << 8, X2Apic = 1 << 10, Enable = 1 << 11;
 }
 
-public sealed partial class Cpu
+public sealed unsafe partial class Cpu
 {
     /// <summary>RAX, RCX, RDX, RBX, RSP, RBP, RSI, RDI, R8-R15 (encoding order).</summary>
-    public readonly ulong[] Gpr = new ulong[16];
+    // Pinned, so the fast forms reach them through a raw pointer (no null or bounds check).
+    public readonly ulong[] Gpr = GC.AllocateArray<ulong>(16, pinned: true);
 
-    public readonly Segment[] Seg = new Segment[6];
+    public readonly Segment[] Seg = GC.AllocateArray<Segment>(6, pinned: true);
+
+    private readonly ulong* _gpr;
+    private readonly Segment* _seg;
+
+    /// <summary>A GPR by an index the decoder produced (0-15), without the bounds check (the fast forms).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal ref ulong GprAt(int index) => ref _gpr[index];
+
+    /// <summary>A segment's base by a <see cref="SegReg"/> index the decoder produced (0-5), without the bounds check.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal ulong SegmentBase(int index) => _seg[index].Base;
 
     public readonly ulong[] Dr = new ulong[4];
 

@@ -20,8 +20,13 @@ public sealed unsafe partial class Cpu
     private bool _breakBlock;
     private bool _shadowRenewed;
     private VmExit? _pendingExit;
-    private ulong _instrStart;
+    /// <summary>The block whose instructions are running, or null at a block boundary.</summary>
+    private Block? _block;
+
+    /// <summary>The slot in <see cref="_block"/> being executed.</summary>
+    private int _index;
     private long _sliceRetired;
+    private long _retiredBeforeSlice;
     private readonly DecodeCache _decodeCache = new();
 
     /// <summary>
@@ -57,6 +62,7 @@ public sealed unsafe partial class Cpu
             throw new InvalidOperationException("VM-entry with an exit still to be completed");
         }
 
+        _retiredBeforeSlice += _sliceRetired;
         _sliceRetired = 0;
         if (entry.Injection is { } injection && !TryDeliver(injection, out var shutdown))
         {
@@ -185,94 +191,177 @@ public sealed unsafe partial class Cpu
     /// the block's direct successor links while fewer than <paramref name="chainUntil"/>
     /// instructions retired in this slice and no kick is pending; returns an exit or null.
     /// </summary>
-    // Fully optimised from the first call: the chained loop runs for a whole slice, and the
-    // tiered JIT would otherwise run it as on-stack-replacement code for most of a short run.
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private VmExit? Step(int maxInstructions, long chainUntil)
     {
         var shadowBefore = InterruptShadow;
         _shadowRenewed = false;
-        var retired = 0;
         try
         {
-            // A fetch fault on the block's first instruction is a fault at this RIP.
-            _instrStart = Rip;
-            var block = _decodeCache.Lookup(this);
-            while (true)
+            if (RunBlocks(maxInstructions, chainUntil) is { } exit)
             {
-                var instructions = block.Instructions;
-                var handlers = block.Handlers;
-                var n = Math.Min(instructions.Length, maxInstructions);
-                _breakBlock = false;
-                // Handlers has the length of Instructions (DecodeCache builds them together):
-                // index it without a second bounds check.
-                ref var handler0 = ref MemoryMarshal.GetArrayDataReference(handlers);
-                for (var i = 0; i < n; i++)
-                {
-                    ref var ins = ref instructions[i];
-                    _instrStart = Rip;
-                    Rip = ins.NextIP;
-                    ((delegate*<Cpu, ref Instruction, void>)Unsafe.Add(ref handler0, i))(this, ref ins);
-                    if (_breakBlock)
-                    {
-                        if (_pendingExit is { } exit)
-                        {
-                            _pendingExit = null;
-                            Rip = _instrStart;
-                            HasPendingInstruction = true;
-                            Retire(retired);
-                            return exit with { InstructionsRetired = _sliceRetired };
-                        }
-
-                        retired++;
-                        break;
-                    }
-
-                    retired++;
-                }
-
-                Retire(retired);
-                retired = 0;
-                if (_breakBlock || _sliceRetired >= chainUntil || ModeWord.Read() == ModeWord.ExitingGuestMode)
-                {
-                    break;
-                }
-
-                // Block boundary inside the chain: same polling as Run's loop (the kick above;
-                // budget and deadline through chainUntil), then the successor without a hash lookup.
-                _instrStart = Rip;
-                block = _decodeCache.Successor(this, block);
+                return exit;
             }
-
-            if (shadowBefore && !_shadowRenewed)
-            {
-                InterruptShadow = false;
-            }
-
-            return null;
         }
         catch (GuestFault fault)
         {
-            Retire(retired);
-            Rip = _instrStart;
+            UnwindToFaultingInstruction();
             InterruptShadow = false;
             return TryDeliverFault(fault, out var shutdown) ? null : shutdown;
         }
         catch (MmioExit mmio)
         {
-            Retire(retired);
-            Rip = _instrStart;
+            UnwindToFaultingInstruction();
             HasPendingInstruction = true;
             return mmio.Exit with { InstructionsRetired = _sliceRetired };
+        }
+
+        if (shadowBefore && !_shadowRenewed)
+        {
+            InterruptShadow = false;
+        }
+
+        return null;
+    }
+
+    /// <summary>
+    /// The chained block loop. It has no exception handler of its own (<see cref="Step"/> has),
+    /// so the JIT keeps its locals in registers; what a fault needs is in <see cref="_block"/>
+    /// and <see cref="_index"/>: the instructions before the faulting one retired, and RIP goes
+    /// back to the faulting one (<see cref="UnwindToFaultingInstruction"/>). Per instruction
+    /// <see cref="RunSlots"/> stores the index and the next RIP, calls the handler and tests the
+    /// break flag.
+    /// </summary>
+    // Fully optimised from the first call: the chained loop runs for a whole slice, and the
+    // tiered JIT would otherwise run it as on-stack-replacement code for most of a short run.
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private VmExit? RunBlocks(int maxInstructions, long chainUntil)
+    {
+        // A fetch fault on a block's first instruction is a fault at RIP: no block is running.
+        _block = null;
+        var block = _decodeCache.Lookup(this);
+        while (true)
+        {
+            var ops = block.Ops;
+            if (maxInstructions < ops.Length)
+            {
+                return RunPartialBlock(block, maxInstructions);
+            }
+
+            _block = block;
+            if (RunSlots(ops, block.Count) is var broken and >= 0)
+            {
+                // The last slot may be a fused pair: both of its instructions retired.
+                return EndBrokenBlock(block, broken, broken == block.Count - 1 ? ops.Length - broken : 1);
+            }
+
+            _block = null;
+            Retire(ops.Length);
+            if (_sliceRetired >= chainUntil || ModeWord.Read() == ModeWord.ExitingGuestMode)
+            {
+                return null;
+            }
+
+            // Block boundary inside the chain: same polling as Run's loop (the kick above;
+            // budget and deadline through chainUntil), then the successor without a hash lookup:
+            // the most recent link checked here (a loop's back edge), the rest in Successor.
+            var next = block.Link0;
+            block = next is not null && next.Rip == Rip && next.Epoch == TranslationEpoch && next.IsCurrent
+                ? next
+                : _decodeCache.Successor(this, block);
+        }
+    }
+
+    /// <summary>
+    /// Runs the first <paramref name="n"/> handler slots of a block; returns -1, or the slot whose
+    /// handler ended the block. Its own method so that the loop's few locals (the CPU, the slot
+    /// reference, the index, the count) stay in callee-saved registers across the handler calls.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private int RunSlots(DecodedInstruction[] ops, int n)
+    {
+        _breakBlock = false;
+        ref var op0 = ref MemoryMarshal.GetArrayDataReference(ops);
+        for (var i = 0; i < n; i++)
+        {
+            ref var op = ref Unsafe.Add(ref op0, i);
+            _index = i;
+            Rip = op.NextIp;
+            // Generic handlers take the record as the Instruction it starts with.
+            ((delegate*<Cpu, ref DecodedInstruction, void>)op.Handler)(this, ref op);
+            if (_breakBlock)
+            {
+                return i;
+            }
+        }
+
+        return -1;
+    }
+
+    /// <summary>
+    /// The first <paramref name="count"/> instructions of a block, each with its own handler
+    /// (never a fused pair): the single steps of <see cref="Complete"/> and of an interrupt shadow.
+    /// </summary>
+    private VmExit? RunPartialBlock(Block block, int count)
+    {
+        _block = block;
+        _breakBlock = false;
+        var ops = block.Ops;
+        for (var i = 0; i < count; i++)
+        {
+            ref var op = ref ops[i];
+            _index = i;
+            Rip = op.NextIp;
+            ((delegate*<Cpu, ref DecodedInstruction, void>)op.Solo)(this, ref op);
+            if (_breakBlock)
+            {
+                return EndBrokenBlock(block, i, 1);
+            }
+        }
+
+        _block = null;
+        Retire(count);
+        return null;
+    }
+
+    /// <summary>
+    /// The handler at slot <paramref name="i"/> ended the block: either it asked for an exit (it
+    /// did not retire; RIP back at it) or it changed mode, paging or the code stream (it retired
+    /// with <paramref name="width"/> instructions, and the slice loop re-checks everything).
+    /// </summary>
+    private VmExit? EndBrokenBlock(Block block, int i, int width)
+    {
+        _block = null;
+        if (_pendingExit is { } exit)
+        {
+            _pendingExit = null;
+            Rip = block.Ops[i].Instruction.IP;
+            HasPendingInstruction = true;
+            Retire(i);
+            return exit with { InstructionsRetired = _sliceRetired };
+        }
+
+        Retire(i + width);
+        _breakBlock = true;
+        return null;
+    }
+
+    /// <summary>
+    /// After a fault or an MMIO exit out of a handler: the instructions before it retired and RIP
+    /// is the faulting instruction's (precise exceptions, SDM vol. 3 6.5). Outside a block (a
+    /// fetch fault while looking the next block up) RIP already is the fetch address.
+    /// </summary>
+    private void UnwindToFaultingInstruction()
+    {
+        if (_block is { } b)
+        {
+            Retire(_index);
+            Rip = b.Ops[_index].Instruction.IP;
+            _block = null;
         }
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private void Retire(int count)
-    {
-        _sliceRetired += count;
-        InstructionsRetired += count;
-    }
+    private void Retire(int count) => _sliceRetired += count;
 
     /// <summary>Called by an instruction handler that needs the outside world; the instruction does not retire.</summary>
     [MethodImpl(MethodImplOptions.NoInlining)]
@@ -319,8 +408,8 @@ public sealed unsafe partial class Cpu
     /// <summary>Ends the current block after this instruction (mode changes, self-modifying code).</summary>
     internal void BreakBlock() => _breakBlock = true;
 
-    /// <summary>The RIP of the instruction being executed.</summary>
-    internal ulong InstructionStart => _instrStart;
+    /// <summary>The RIP of the instruction being executed (handlers have it as their instruction's IP).</summary>
+    internal ulong InstructionStart => _block is { } b ? b.Ops[_index].Instruction.IP : Rip;
 
     /// <summary>Drops every cached decode (mode switch that changes how bytes decode is handled by keys; this is for tests).</summary>
     public void FlushDecodeCache() => _decodeCache.Clear();

@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using ActorVm.Hardware.Memory;
 
 namespace ActorVm.Hardware.X86;
@@ -8,7 +9,7 @@ namespace ActorVm.Hardware.X86;
 /// guest runs, the run-loop actor between exits). See the partial files for each concern:
 /// registers, flags, memory and paging, events, the run loop.
 /// </summary>
-public sealed partial class Cpu
+public sealed unsafe partial class Cpu
 {
     public Cpu(int id, GuestMemory memory, ITscClock clock, CpuModel? model = null)
     {
@@ -16,6 +17,9 @@ public sealed partial class Cpu
         Memory = memory;
         Clock = clock;
         Model = model ?? CpuModel.Default;
+        _gpr = (ulong*)Unsafe.AsPointer(ref Gpr[0]);
+        _seg = (Segment*)Unsafe.AsPointer(ref Seg[0]);
+        _tlbBase = (TlbEntry*)Unsafe.AsPointer(ref _tlb[0]);
         Reset(isBsp: id == 0);
     }
 
@@ -34,8 +38,8 @@ public sealed partial class Cpu
     /// <summary>Instructions that raised #UD because the interpreter does not implement them.</summary>
     public long UnsupportedInstructions { get; internal set; }
 
-    /// <summary>Instructions retired since creation.</summary>
-    public long InstructionsRetired { get; private set; }
+    /// <summary>Instructions retired since creation (the slices before the current one, plus its count so far).</summary>
+    public long InstructionsRetired => _retiredBeforeSlice + _sliceRetired;
 
     /// <summary>
     /// Puts the processor in its power-up / INIT state (SDM 10.1.1, table 10-1): real mode,

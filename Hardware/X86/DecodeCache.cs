@@ -5,7 +5,7 @@ using ActorVm.Hardware.Memory;
 namespace ActorVm.Hardware.X86;
 
 /// <summary>A run of decoded instructions starting at one guest-physical address.</summary>
-internal sealed class Block
+internal sealed unsafe class Block
 {
     public required ulong Phys;
     public required ulong Rip;
@@ -15,8 +15,28 @@ internal sealed class Block
     /// <summary>Second page when the last instruction straddles a page boundary, else ulong.MaxValue.</summary>
     public required ulong Page2;
     public required int Gen2;
-    public required Instruction[] Instructions;
-    public required nint[] Handlers;
+
+    /// <summary>
+    /// The live generations of <see cref="Page1"/> and of <see cref="Page2"/> (the first page's
+    /// again when there is no second one, with <see cref="Gen2"/> equal to <see cref="Gen1"/>), so
+    /// the validity check is two loads and compares without bounds checks.
+    /// </summary>
+    public int* GenPtr1, GenPtr2;
+    /// <summary>The instructions with their pre-decoded operands and handlers.</summary>
+    public required DecodedInstruction[] Ops;
+
+    /// <summary>
+    /// Handler slots the chained loop runs: <see cref="Ops"/>' length, or one less when the last
+    /// two instructions are fused (a compare and its Jcc in the second-last slot's handler).
+    /// </summary>
+    public required int Count;
+
+    /// <summary>Whether the code page(s) it was decoded from are unchanged since.</summary>
+    public bool IsCurrent
+    {
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        get => Volatile.Read(ref *GenPtr1) == Gen1 && Volatile.Read(ref *GenPtr2) == Gen2;
+    }
 
     /// <summary>The translation epoch in which RIP → this block was last confirmed.</summary>
     public uint Epoch;
@@ -34,7 +54,7 @@ internal sealed class Block
 /// (self-modifying code, a trampoline copied into place, another vCPU's write) moves that
 /// generation on (<see cref="GuestMemory.NoteWrite"/>), and the block is decoded again.
 /// </summary>
-internal sealed class DecodeCache
+internal sealed unsafe class DecodeCache
 {
     private const int MaxBlockInstructions = 64;
 
@@ -59,17 +79,18 @@ internal sealed class DecodeCache
     public Block Lookup(Cpu cpu)
     {
         var rip = cpu.Rip;
-        var mem = cpu.Memory;
         ref var slot = ref _byRip[(int)(rip ^ (rip >> 12)) & (RipCacheSize - 1)];
         var b = slot;
-        if (b is not null && b.Rip == rip && b.Epoch == cpu.TranslationEpoch && b.Bitness == cpu.Bitness && IsCurrent(b, mem))
+        // A block confirmed in this translation epoch was decoded for the current mode: every
+        // mode change (Cpu.UpdateMode) starts a new epoch.
+        if (b is not null && b.Rip == rip && b.Epoch == cpu.TranslationEpoch && IsCurrent(b))
         {
             return b;
         }
 
         var la = cpu.Linear(SegReg.CS, rip);
         var pa = cpu.Translate(la, AccessKind.Execute);
-        if (!_blocks.TryGetValue(pa, out b) || b.Rip != rip || b.Bitness != cpu.Bitness || !IsCurrent(b, mem))
+        if (!_blocks.TryGetValue(pa, out b) || b.Rip != rip || b.Bitness != cpu.Bitness || !IsCurrent(b))
         {
             b = Decode(cpu, rip, la, pa);
             _blocks[pa] = b;
@@ -89,15 +110,14 @@ internal sealed class DecodeCache
     {
         var rip = cpu.Rip;
         var epoch = cpu.TranslationEpoch;
-        var mem = cpu.Memory;
         var l = from.Link0;
-        if (l is not null && l.Rip == rip && l.Epoch == epoch && l.Bitness == cpu.Bitness && IsCurrent(l, mem))
+        if (l is not null && l.Rip == rip && l.Epoch == epoch && IsCurrent(l))
         {
             return l;
         }
 
         l = from.Link1;
-        if (l is not null && l.Rip == rip && l.Epoch == epoch && l.Bitness == cpu.Bitness && IsCurrent(l, mem))
+        if (l is not null && l.Rip == rip && l.Epoch == epoch && IsCurrent(l))
         {
             return l;
         }
@@ -108,9 +128,7 @@ internal sealed class DecodeCache
         return next;
     }
 
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static bool IsCurrent(Block b, GuestMemory mem) =>
-        mem.CodeGeneration(b.Page1) == b.Gen1 && (b.Page2 == ulong.MaxValue || mem.CodeGeneration(b.Page2) == b.Gen2);
+    private static bool IsCurrent(Block b) => b.IsCurrent;
 
     private Block Decode(Cpu cpu, ulong rip, ulong la, ulong pa)
     {
@@ -124,8 +142,13 @@ internal sealed class DecodeCache
         var page1 = pa >> GuestMemory.PageShift;
         var gen1 = mem.MarkCode(page1);
         var reader = new GuestCodeReader(cpu, la);
+        var readerLa = la;
         var decoder = Decoder.Create(cpu.Bitness, reader, rip, DecoderOptions.NoInvalidCheck);
         var list = new List<Instruction>(16);
+        // Return addresses of the CALLs this block continued into, and the RETs it continued
+        // through to them (index in the block → the address that RET is expected to return to).
+        var callReturns = new Stack<ulong>();
+        var expectedReturns = new Dictionary<int, ulong>();
         var page2 = ulong.MaxValue;
         var gen2 = 0;
         while (list.Count < MaxBlockInstructions)
@@ -144,10 +167,10 @@ internal sealed class DecodeCache
                 break;
             }
 
-            var endLa = la + (ulong)reader.Offset - 1;
+            var endLa = readerLa + (ulong)reader.Offset - 1;
             if ((endLa >> 12) != (la >> 12))
             {
-                if (list.Count > 0 && ((la + (ulong)startOffset) >> 12) != (la >> 12))
+                if (list.Count > 0 && ((readerLa + (ulong)startOffset) >> 12) != (la >> 12))
                 {
                     break;
                 }
@@ -160,27 +183,101 @@ internal sealed class DecodeCache
             }
 
             list.Add(ins);
-            if (ins.FlowControl != FlowControl.Next || ins.Code == Code.INVALID || (endLa & 0xFFF) == 0xFFF)
+            if (ins.FlowControl == FlowControl.Next && ins.Code != Code.INVALID && (endLa & 0xFFF) != 0xFFF)
             {
-                break;
+                continue;
             }
+
+            // A direct JMP or CALL to the same page does not end the block: decoding goes on at
+            // its target (the branch always goes there, and the page's generation and the
+            // translation epoch already cover that code), so a call to a leaf or a jump over an
+            // else-branch costs no block boundary. Not into code already in the block: a loop
+            // stays one pass per block, so budgets and kicks are checked on every iteration.
+            var target = ins.NearBranch64;
+            if (ContinuationTarget(cpu, ins, rip, la) is { } targetLa && !list.Exists(i => i.IP == target))
+            {
+                if (ins.FlowControl == FlowControl.Call)
+                {
+                    callReturns.Push(ins.NextIP);
+                }
+
+                reader = new GuestCodeReader(cpu, targetLa);
+                readerLa = targetLa;
+                decoder = Decoder.Create(cpu.Bitness, reader, target, DecoderOptions.NoInvalidCheck);
+                continue;
+            }
+
+            // The RET of a leaf this block called into: predict it returns after that CALL and
+            // go on there; its handler checks the popped address and ends the block when the
+            // leaf returned elsewhere.
+            if (ins.Code is Code.Retnd or Code.Retnq && ins.OpCount == 0 && callReturns.Count > 0)
+            {
+                var expected = callReturns.Pop();
+                var expectedLa = la + (expected - rip);
+                if (cpu.Bitness != 64)
+                {
+                    expectedLa = (uint)expectedLa;
+                }
+
+                if ((expectedLa >> 12) == (la >> 12) && !list.Exists(i => i.IP == expected))
+                {
+                    expectedReturns[list.Count - 1] = expected;
+                    reader = new GuestCodeReader(cpu, expectedLa);
+                    readerLa = expectedLa;
+                    decoder = Decoder.Create(cpu.Bitness, reader, expected, DecoderOptions.NoInvalidCheck);
+                    continue;
+                }
+            }
+
+            break;
         }
 
         Decoded += list.Count;
-        var instructions = list.ToArray();
-        var handlers = new nint[instructions.Length];
-        for (var i = 0; i < instructions.Length; i++)
+        var ops = new DecodedInstruction[list.Count];
+        for (var i = 0; i < ops.Length; i++)
         {
-            handlers[i] = cpu.UseFastForms && Instructions.FastForms.Select(instructions[i]) is var fast and not 0
+            ops[i] = DecodedInstruction.From(list[i]);
+            ops[i].Solo = ops[i].Handler = cpu.UseFastForms && Instructions.FastForms.Select(list[i]) is var fast and not 0
                 ? fast
-                : InstructionTable.HandlerFor(instructions[i]);
+                : InstructionTable.HandlerFor(list[i]);
         }
 
+        foreach (var (i, expected) in expectedReturns)
+        {
+            ops[i].Handler = ops[i].Solo = Instructions.FastForms.PredictedReturn(ops[i].Instruction, cpu.UseFastForms);
+            ops[i].FusedTarget = expected;
+        }
+
+        // A block that closes with "flag-setting op; Jcc" runs the pair as one superinstruction.
+        var fused = ops.Length >= 2 && Instructions.FastForms.TryFuse(ref ops[^2], ops[^1]);
+        var genPtr1 = mem.CodeGenerationPointer(page1);
         return new Block
         {
-            Phys = pa, Rip = rip, Bitness = cpu.Bitness, Page1 = page1, Gen1 = gen1, Page2 = page2, Gen2 = gen2,
-            Instructions = instructions, Handlers = handlers,
+            Phys = pa, Rip = rip, Bitness = cpu.Bitness, Page1 = page1, Gen1 = gen1, Page2 = page2,
+            Gen2 = page2 == ulong.MaxValue ? gen1 : gen2,
+            GenPtr1 = genPtr1, GenPtr2 = page2 == ulong.MaxValue ? genPtr1 : mem.CodeGenerationPointer(page2),
+            Ops = ops, Count = fused ? ops.Length - 1 : ops.Length,
         };
+    }
+
+    /// <summary>The linear address of a direct JMP rel / CALL rel target on the block's first page, else null.</summary>
+    private static ulong? ContinuationTarget(Cpu cpu, in Instruction ins, ulong rip, ulong la)
+    {
+        if (ins.FlowControl is not (FlowControl.UnconditionalBranch or FlowControl.Call)
+            || ins.OpCount != 1 || ins.Op0Kind is not (OpKind.NearBranch32 or OpKind.NearBranch64))
+        {
+            return null;
+        }
+
+        // Same code segment, so the target's linear address is as far from the block start's as
+        // the target is from its RIP (wrapping at 4 GiB outside 64-bit mode, where CS has no base).
+        var targetLa = la + (ins.NearBranch64 - rip);
+        if (cpu.Bitness != 64)
+        {
+            targetLa = (uint)targetLa;
+        }
+
+        return (targetLa >> 12) == (la >> 12) ? targetLa : null;
     }
 
     private static Block Single(Cpu cpu, ulong rip, ulong pa, nint handler)
@@ -188,10 +285,15 @@ internal sealed class DecodeCache
         var ins = default(Instruction);
         ins.IP = rip;
         ins.Length = 1;
+        var op = DecodedInstruction.From(ins);
+        op.Handler = op.Solo = handler;
+        // Never current (no generation is int.MinValue): decoded again, and faulting, every time.
+        var genPtr = cpu.Memory.CodeGenerationPointer(0);
         return new Block
         {
-            Phys = pa, Rip = rip, Bitness = cpu.Bitness, Page1 = 0, Gen1 = int.MinValue, Page2 = ulong.MaxValue, Gen2 = 0,
-            Instructions = [ins], Handlers = [handler],
+            Phys = pa, Rip = rip, Bitness = cpu.Bitness, Page1 = 0, Gen1 = int.MinValue, Page2 = ulong.MaxValue, Gen2 = int.MinValue,
+            GenPtr1 = genPtr, GenPtr2 = genPtr,
+            Ops = [op], Count = 1,
         };
     }
 

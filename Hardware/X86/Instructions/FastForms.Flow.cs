@@ -1,4 +1,6 @@
+using System.Runtime.CompilerServices;
 using Iced.Intel;
+using unsafe Handler = delegate*<ActorVm.Hardware.X86.Cpu, ref ActorVm.Hardware.X86.DecodedInstruction, void>;
 
 namespace ActorVm.Hardware.X86.Instructions;
 
@@ -7,21 +9,22 @@ namespace ActorVm.Hardware.X86.Instructions;
 /// evaluation is only the flags that condition reads), JMP/CALL rel, RET near without an
 /// immediate, PUSH/POP of a full-width register. Same semantics as <see cref="ControlFlow"/>
 /// and <see cref="Stack"/>: Jcc and JMP rel take the decoded target as is, CALL and RET check
-/// canonical targets in 64-bit mode, the stack goes through <see cref="Cpu.PushSized"/> and
-/// <see cref="Cpu.PopSized"/> (so SS's size and faults are the generic ones).
+/// canonical targets in 64-bit mode, the stack does what <see cref="Cpu.PushSized"/> and
+/// <see cref="Cpu.PopSized"/> do for a 32-bit stack and in 64-bit mode (and calls them for a
+/// 16-bit one).
 /// </summary>
 internal static unsafe partial class FastForms
 {
     private static readonly nint[] JccByCondition =
     [
-        (nint)(delegate*<Cpu, ref Instruction, void>)&Jo, (nint)(delegate*<Cpu, ref Instruction, void>)&Jno,
-        (nint)(delegate*<Cpu, ref Instruction, void>)&Jb, (nint)(delegate*<Cpu, ref Instruction, void>)&Jae,
-        (nint)(delegate*<Cpu, ref Instruction, void>)&Je, (nint)(delegate*<Cpu, ref Instruction, void>)&Jne,
-        (nint)(delegate*<Cpu, ref Instruction, void>)&Jbe, (nint)(delegate*<Cpu, ref Instruction, void>)&Ja,
-        (nint)(delegate*<Cpu, ref Instruction, void>)&Js, (nint)(delegate*<Cpu, ref Instruction, void>)&Jns,
-        (nint)(delegate*<Cpu, ref Instruction, void>)&Jp, (nint)(delegate*<Cpu, ref Instruction, void>)&Jnp,
-        (nint)(delegate*<Cpu, ref Instruction, void>)&Jl, (nint)(delegate*<Cpu, ref Instruction, void>)&Jge,
-        (nint)(delegate*<Cpu, ref Instruction, void>)&Jle, (nint)(delegate*<Cpu, ref Instruction, void>)&Jg,
+        H(&Jo), H(&Jno),
+        H(&Jb), H(&Jae),
+        H(&Je), H(&Jne),
+        H(&Jbe), H(&Ja),
+        H(&Js), H(&Jns),
+        H(&Jp), H(&Jnp),
+        H(&Jl), H(&Jge),
+        H(&Jle), H(&Jg),
     ];
 
     private static nint SelectFlow(in Instruction ins)
@@ -36,84 +39,178 @@ internal static unsafe partial class FastForms
         var r = ins.OpCount == 1 && ins.Op0Kind == OpKind.Register;
         return ins.Code switch
         {
-            Code.Jmp_rel8_32 or Code.Jmp_rel32_32 or Code.Jmp_rel8_64 or Code.Jmp_rel32_64 when near => (nint)(delegate*<Cpu, ref Instruction, void>)&JmpRel,
-            Code.Call_rel32_32 when near => (nint)(delegate*<Cpu, ref Instruction, void>)&CallRel32,
-            Code.Call_rel32_64 when near => (nint)(delegate*<Cpu, ref Instruction, void>)&CallRel64,
-            Code.Retnd when ins.OpCount == 0 => (nint)(delegate*<Cpu, ref Instruction, void>)&Ret32,
-            Code.Retnq when ins.OpCount == 0 => (nint)(delegate*<Cpu, ref Instruction, void>)&Ret64,
-            Code.Push_r32 when r => (nint)(delegate*<Cpu, ref Instruction, void>)&PushR32,
-            Code.Pop_r32 when r => (nint)(delegate*<Cpu, ref Instruction, void>)&PopR32,
-            Code.Push_r64 when r => (nint)(delegate*<Cpu, ref Instruction, void>)&PushR64,
-            Code.Pop_r64 when r => (nint)(delegate*<Cpu, ref Instruction, void>)&PopR64,
+            Code.Jmp_rel8_32 or Code.Jmp_rel32_32 or Code.Jmp_rel8_64 or Code.Jmp_rel32_64 when near => H(&JmpRel),
+            Code.Call_rel32_32 when near => H(&CallRel32),
+            Code.Call_rel32_64 when near => H(&CallRel64),
+            Code.Retnd when ins.OpCount == 0 => H(&Ret32),
+            Code.Retnq when ins.OpCount == 0 => H(&Ret64),
+            Code.Push_r32 when r => H(&PushR32),
+            Code.Pop_r32 when r => H(&PopR32),
+            Code.Push_r64 when r => H(&PushR64),
+            Code.Pop_r64 when r => H(&PopR64),
             _ => 0,
         };
     }
 
     // The decoded target of a 32-bit branch is already truncated to 32 bits; NearBranch64
     // reads the same stored value for both kinds without NearBranchTarget's switch.
-    private static void Jo(Cpu cpu, ref Instruction ins) { if (cpu.Condition(0)) cpu.Rip = ins.NearBranch64; }
-    private static void Jno(Cpu cpu, ref Instruction ins) { if (cpu.Condition(1)) cpu.Rip = ins.NearBranch64; }
-    private static void Jb(Cpu cpu, ref Instruction ins) { if (cpu.Condition(2)) cpu.Rip = ins.NearBranch64; }
-    private static void Jae(Cpu cpu, ref Instruction ins) { if (cpu.Condition(3)) cpu.Rip = ins.NearBranch64; }
-    private static void Je(Cpu cpu, ref Instruction ins) { if (cpu.Condition(4)) cpu.Rip = ins.NearBranch64; }
-    private static void Jne(Cpu cpu, ref Instruction ins) { if (cpu.Condition(5)) cpu.Rip = ins.NearBranch64; }
-    private static void Jbe(Cpu cpu, ref Instruction ins) { if (cpu.Condition(6)) cpu.Rip = ins.NearBranch64; }
-    private static void Ja(Cpu cpu, ref Instruction ins) { if (cpu.Condition(7)) cpu.Rip = ins.NearBranch64; }
-    private static void Js(Cpu cpu, ref Instruction ins) { if (cpu.Condition(8)) cpu.Rip = ins.NearBranch64; }
-    private static void Jns(Cpu cpu, ref Instruction ins) { if (cpu.Condition(9)) cpu.Rip = ins.NearBranch64; }
-    private static void Jp(Cpu cpu, ref Instruction ins) { if (cpu.Condition(10)) cpu.Rip = ins.NearBranch64; }
-    private static void Jnp(Cpu cpu, ref Instruction ins) { if (cpu.Condition(11)) cpu.Rip = ins.NearBranch64; }
-    private static void Jl(Cpu cpu, ref Instruction ins) { if (cpu.Condition(12)) cpu.Rip = ins.NearBranch64; }
-    private static void Jge(Cpu cpu, ref Instruction ins) { if (cpu.Condition(13)) cpu.Rip = ins.NearBranch64; }
-    private static void Jle(Cpu cpu, ref Instruction ins) { if (cpu.Condition(14)) cpu.Rip = ins.NearBranch64; }
-    private static void Jg(Cpu cpu, ref Instruction ins) { if (cpu.Condition(15)) cpu.Rip = ins.NearBranch64; }
+    private static void Jo(Cpu cpu, ref DecodedInstruction op) { if (cpu.Condition(0)) cpu.Rip = op.Imm; }
+    private static void Jno(Cpu cpu, ref DecodedInstruction op) { if (cpu.Condition(1)) cpu.Rip = op.Imm; }
+    private static void Jb(Cpu cpu, ref DecodedInstruction op) { if (cpu.Condition(2)) cpu.Rip = op.Imm; }
+    private static void Jae(Cpu cpu, ref DecodedInstruction op) { if (cpu.Condition(3)) cpu.Rip = op.Imm; }
+    private static void Je(Cpu cpu, ref DecodedInstruction op) { if (cpu.Condition(4)) cpu.Rip = op.Imm; }
+    private static void Jne(Cpu cpu, ref DecodedInstruction op) { if (cpu.Condition(5)) cpu.Rip = op.Imm; }
+    private static void Jbe(Cpu cpu, ref DecodedInstruction op) { if (cpu.Condition(6)) cpu.Rip = op.Imm; }
+    private static void Ja(Cpu cpu, ref DecodedInstruction op) { if (cpu.Condition(7)) cpu.Rip = op.Imm; }
+    private static void Js(Cpu cpu, ref DecodedInstruction op) { if (cpu.Condition(8)) cpu.Rip = op.Imm; }
+    private static void Jns(Cpu cpu, ref DecodedInstruction op) { if (cpu.Condition(9)) cpu.Rip = op.Imm; }
+    private static void Jp(Cpu cpu, ref DecodedInstruction op) { if (cpu.Condition(10)) cpu.Rip = op.Imm; }
+    private static void Jnp(Cpu cpu, ref DecodedInstruction op) { if (cpu.Condition(11)) cpu.Rip = op.Imm; }
+    private static void Jl(Cpu cpu, ref DecodedInstruction op) { if (cpu.Condition(12)) cpu.Rip = op.Imm; }
+    private static void Jge(Cpu cpu, ref DecodedInstruction op) { if (cpu.Condition(13)) cpu.Rip = op.Imm; }
+    private static void Jle(Cpu cpu, ref DecodedInstruction op) { if (cpu.Condition(14)) cpu.Rip = op.Imm; }
+    private static void Jg(Cpu cpu, ref DecodedInstruction op) { if (cpu.Condition(15)) cpu.Rip = op.Imm; }
 
-    private static void JmpRel(Cpu cpu, ref Instruction ins) => cpu.Rip = ins.NearBranch64;
+    private static void JmpRel(Cpu cpu, ref DecodedInstruction op) => cpu.Rip = op.Imm;
 
-    private static void CallRel32(Cpu cpu, ref Instruction ins)
+    private static void CallRel32(Cpu cpu, ref DecodedInstruction op)
     {
-        cpu.PushSized(4, cpu.Rip);
-        cpu.Rip = ins.NearBranch64;
+        Push32(cpu, (uint)cpu.Rip);
+        cpu.Rip = op.Imm;
     }
 
-    private static void CallRel64(Cpu cpu, ref Instruction ins)
+    private static void CallRel64(Cpu cpu, ref DecodedInstruction op)
     {
-        var target = ins.NearBranch64;
+        var target = op.Imm;
         if ((ulong)((long)(target << 16) >> 16) != target)
         {
             throw GuestFault.Gp();
         }
 
-        cpu.PushSized(8, cpu.Rip);
+        Push64(cpu, cpu.Rip);
         cpu.Rip = target;
     }
 
-    private static void Ret32(Cpu cpu, ref Instruction ins) => cpu.Rip = cpu.PopSized(4);
+    private static void Ret32(Cpu cpu, ref DecodedInstruction op) => cpu.Rip = Pop32(cpu);
 
-    private static void Ret64(Cpu cpu, ref Instruction ins)
+    private static void Ret64(Cpu cpu, ref DecodedInstruction op)
     {
-        var sp = cpu.Gpr[Cpu.RSP];
-        var target = cpu.PopSized(8);
+        var sp = cpu.GprAt(Cpu.RSP);
+        var target = Pop64(cpu);
         if ((ulong)((long)(target << 16) >> 16) != target)
         {
-            cpu.Gpr[Cpu.RSP] = sp;
+            cpu.GprAt(Cpu.RSP) = sp;
             throw GuestFault.Gp();
         }
 
         cpu.Rip = target;
     }
 
-    private static void PushR32(Cpu cpu, ref Instruction ins) => cpu.PushSized(4, (uint)cpu.Gpr[R32(ins.Op0Register)]);
-    private static void PopR32(Cpu cpu, ref Instruction ins)
+    /// <summary>
+    /// The handler of a RET the block was decoded through to the return address of a CALL in
+    /// the same block (<see cref="DecodedInstruction.FusedTarget"/>): the fast RET, or the generic
+    /// one when fast forms are off, then the block ends unless it returned there.
+    /// </summary>
+    public static nint PredictedReturn(in Instruction ret, bool fast) =>
+        !fast ? H(&RetPredictedGeneric) : ret.Code == Code.Retnq ? H(&RetPredicted64) : H(&RetPredicted32);
+
+    private static void RetPredicted32(Cpu cpu, ref DecodedInstruction op)
     {
-        var v = (uint)cpu.PopSized(4);
-        cpu.Gpr[R32(ins.Op0Register)] = v;
+        Ret32(cpu, ref op);
+        if (cpu.Rip != op.FusedTarget)
+        {
+            cpu.BreakBlock();
+        }
     }
 
-    private static void PushR64(Cpu cpu, ref Instruction ins) => cpu.PushSized(8, cpu.Gpr[R64(ins.Op0Register)]);
-    private static void PopR64(Cpu cpu, ref Instruction ins)
+    private static void RetPredicted64(Cpu cpu, ref DecodedInstruction op)
     {
-        var v = cpu.PopSized(8);
-        cpu.Gpr[R64(ins.Op0Register)] = v;
+        Ret64(cpu, ref op);
+        if (cpu.Rip != op.FusedTarget)
+        {
+            cpu.BreakBlock();
+        }
     }
+
+    private static void RetPredictedGeneric(Cpu cpu, ref DecodedInstruction op)
+    {
+        ((delegate*<Cpu, ref Instruction, void>)InstructionTable.Handler(op.Instruction.Code))(cpu, ref op.Instruction);
+        if (cpu.Rip != op.FusedTarget)
+        {
+            cpu.BreakBlock();
+        }
+    }
+
+    private static void PushR32(Cpu cpu, ref DecodedInstruction op) => Push32(cpu, (uint)cpu.GprAt(op.Reg));
+
+    private static void PopR32(Cpu cpu, ref DecodedInstruction op)
+    {
+        var v = Pop32(cpu);
+        cpu.GprAt(op.Reg) = v;
+    }
+
+    private static void PushR64(Cpu cpu, ref DecodedInstruction op) => Push64(cpu, cpu.GprAt(op.Reg));
+
+    private static void PopR64(Cpu cpu, ref DecodedInstruction op)
+    {
+        var v = Pop64(cpu);
+        cpu.GprAt(op.Reg) = v;
+    }
+
+    // The stack with a 32-bit stack pointer (SS.B = 1) or in 64-bit mode, what PushSized and
+    // PopSized do for those sizes without their switches; a 16-bit stack takes them. The store
+    // or load comes first, so a fault leaves RSP unchanged.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Push32(Cpu cpu, uint value)
+    {
+        if (cpu.StackSize != 4)
+        {
+            cpu.PushSized(4, value);
+            return;
+        }
+
+        ref var rsp = ref cpu.GprAt(Cpu.RSP);
+        var sp = (uint)rsp - 4;
+        cpu.WriteLinear((uint)(cpu.SegmentBase((int)SegReg.SS) + sp), 4, value);
+        rsp = sp;
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static uint Pop32(Cpu cpu)
+    {
+        if (cpu.StackSize != 4)
+        {
+            return (uint)cpu.PopSized(4);
+        }
+
+        ref var rsp = ref cpu.GprAt(Cpu.RSP);
+        var sp = (uint)rsp;
+        var value = (uint)cpu.ReadLinear((uint)(cpu.SegmentBase((int)SegReg.SS) + sp), 4);
+        rsp = sp + 4;
+        return value;
+    }
+
+    // In 64-bit mode the stack is always 64-bit and SS has no base; a non-canonical address is #SS(0).
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Push64(Cpu cpu, ulong value)
+    {
+        ref var rsp = ref cpu.GprAt(Cpu.RSP);
+        var sp = rsp - 8;
+        cpu.WriteLinear(CanonicalStack(sp), 8, value);
+        rsp = sp;
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static ulong Pop64(Cpu cpu)
+    {
+        ref var rsp = ref cpu.GprAt(Cpu.RSP);
+        var sp = rsp;
+        var value = cpu.ReadLinear(CanonicalStack(sp), 8);
+        rsp = sp + 8;
+        return value;
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static ulong CanonicalStack(ulong la) =>
+        (ulong)((long)(la << 16) >> 16) == la ? la : throw new GuestFault(Vector.SS, 0);
 }

@@ -1,4 +1,5 @@
 using Iced.Intel;
+using unsafe Handler = delegate*<ActorVm.Hardware.X86.Cpu, ref ActorVm.Hardware.X86.DecodedInstruction, void>;
 
 namespace ActorVm.Hardware.X86.Instructions;
 
@@ -22,21 +23,21 @@ internal static unsafe partial class FastForms
 
         return ins.Code switch
         {
-            Code.Shl_rm32_imm8 or Code.Shl_rm32_1 => (nint)(delegate*<Cpu, ref Instruction, void>)&ShlRI32,
-            Code.Shr_rm32_imm8 or Code.Shr_rm32_1 => (nint)(delegate*<Cpu, ref Instruction, void>)&ShrRI32,
-            Code.Sar_rm32_imm8 or Code.Sar_rm32_1 => (nint)(delegate*<Cpu, ref Instruction, void>)&SarRI32,
-            Code.Shl_rm64_imm8 or Code.Shl_rm64_1 => (nint)(delegate*<Cpu, ref Instruction, void>)&ShlRI64,
-            Code.Shr_rm64_imm8 or Code.Shr_rm64_1 => (nint)(delegate*<Cpu, ref Instruction, void>)&ShrRI64,
-            Code.Sar_rm64_imm8 or Code.Sar_rm64_1 => (nint)(delegate*<Cpu, ref Instruction, void>)&SarRI64,
+            Code.Shl_rm32_imm8 or Code.Shl_rm32_1 => H(&ShlRI32),
+            Code.Shr_rm32_imm8 or Code.Shr_rm32_1 => H(&ShrRI32),
+            Code.Sar_rm32_imm8 or Code.Sar_rm32_1 => H(&SarRI32),
+            Code.Shl_rm64_imm8 or Code.Shl_rm64_1 => H(&ShlRI64),
+            Code.Shr_rm64_imm8 or Code.Shr_rm64_1 => H(&ShrRI64),
+            Code.Sar_rm64_imm8 or Code.Sar_rm64_1 => H(&SarRI64),
             _ => 0,
         };
     }
 
-    private static void ShlRI32(Cpu cpu, ref Instruction ins)
+    private static void ShlRI32(Cpu cpu, ref DecodedInstruction op)
     {
-        ref var d = ref cpu.Gpr[R32(ins.Op0Register)];
+        ref var d = ref cpu.GprAt(op.Reg);
         var v = (uint)d;
-        var count = ins.Immediate8 & 31;
+        var count = (int)op.Imm & 31;
         if (count == 0)
         {
             d = v;
@@ -48,11 +49,11 @@ internal static unsafe partial class FastForms
         cpu.SetLazy(FlagOp.Shl, 4, v, (ulong)count, res);
     }
 
-    private static void ShrRI32(Cpu cpu, ref Instruction ins)
+    private static void ShrRI32(Cpu cpu, ref DecodedInstruction op)
     {
-        ref var d = ref cpu.Gpr[R32(ins.Op0Register)];
+        ref var d = ref cpu.GprAt(op.Reg);
         var v = (uint)d;
-        var count = ins.Immediate8 & 31;
+        var count = (int)op.Imm & 31;
         if (count == 0)
         {
             d = v;
@@ -64,11 +65,11 @@ internal static unsafe partial class FastForms
         cpu.SetLazy(FlagOp.Shr, 4, v, (ulong)count, res);
     }
 
-    private static void SarRI32(Cpu cpu, ref Instruction ins)
+    private static void SarRI32(Cpu cpu, ref DecodedInstruction op)
     {
-        ref var d = ref cpu.Gpr[R32(ins.Op0Register)];
+        ref var d = ref cpu.GprAt(op.Reg);
         var v = (int)(uint)d;
-        var count = ins.Immediate8 & 31;
+        var count = (int)op.Imm & 31;
         if (count == 0)
         {
             d = (uint)v;
@@ -80,11 +81,11 @@ internal static unsafe partial class FastForms
         cpu.SetLazy(FlagOp.Sar, 4, (uint)v, (ulong)count, res);
     }
 
-    private static void ShlRI64(Cpu cpu, ref Instruction ins)
+    private static void ShlRI64(Cpu cpu, ref DecodedInstruction op)
     {
-        ref var d = ref cpu.Gpr[R64(ins.Op0Register)];
+        ref var d = ref cpu.GprAt(op.Reg);
         var v = d;
-        var count = ins.Immediate8 & 63;
+        var count = (int)op.Imm & 63;
         if (count == 0)
         {
             return;
@@ -95,11 +96,11 @@ internal static unsafe partial class FastForms
         cpu.SetLazy(FlagOp.Shl, 8, v, (ulong)count, res);
     }
 
-    private static void ShrRI64(Cpu cpu, ref Instruction ins)
+    private static void ShrRI64(Cpu cpu, ref DecodedInstruction op)
     {
-        ref var d = ref cpu.Gpr[R64(ins.Op0Register)];
+        ref var d = ref cpu.GprAt(op.Reg);
         var v = d;
-        var count = ins.Immediate8 & 63;
+        var count = (int)op.Imm & 63;
         if (count == 0)
         {
             return;
@@ -110,11 +111,11 @@ internal static unsafe partial class FastForms
         cpu.SetLazy(FlagOp.Shr, 8, v, (ulong)count, res);
     }
 
-    private static void SarRI64(Cpu cpu, ref Instruction ins)
+    private static void SarRI64(Cpu cpu, ref DecodedInstruction op)
     {
-        ref var d = ref cpu.Gpr[R64(ins.Op0Register)];
+        ref var d = ref cpu.GprAt(op.Reg);
         var v = (long)d;
-        var count = ins.Immediate8 & 63;
+        var count = (int)op.Imm & 63;
         if (count == 0)
         {
             return;

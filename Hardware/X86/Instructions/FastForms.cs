@@ -1,5 +1,6 @@
 using System.Runtime.CompilerServices;
 using Iced.Intel;
+using unsafe Handler = delegate*<ActorVm.Hardware.X86.Cpu, ref ActorVm.Hardware.X86.DecodedInstruction, void>;
 
 namespace ActorVm.Hardware.X86.Instructions;
 
@@ -22,6 +23,7 @@ internal static unsafe partial class FastForms
             return 0;
         }
 
+        var form = SimpleMemory(ins) ? AddressForm(ins) : 0;
         var rr = ins.OpCount == 2 && ins.Op0Kind == OpKind.Register && ins.Op1Kind == OpKind.Register;
         var ri = ins.OpCount == 2 && ins.Op0Kind == OpKind.Register && ins.Op1Kind is OpKind.Immediate32 or OpKind.Immediate8to32 or OpKind.Immediate32to64 or OpKind.Immediate8to64;
         var r = ins.OpCount == 1 && ins.Op0Kind == OpKind.Register;
@@ -42,259 +44,332 @@ internal static unsafe partial class FastForms
 
         return ins.Code switch
         {
-            Code.Mov_r32_rm32 or Code.Mov_rm32_r32 when rr => (nint)(delegate*<Cpu, ref Instruction, void>)&MovRR32,
-            Code.Mov_r64_rm64 or Code.Mov_rm64_r64 when rr => (nint)(delegate*<Cpu, ref Instruction, void>)&MovRR64,
-            Code.Mov_r32_rm32 when SimpleMemory(ins) => (nint)(delegate*<Cpu, ref Instruction, void>)&Load32,
-            Code.Mov_rm32_r32 when SimpleMemory(ins) => (nint)(delegate*<Cpu, ref Instruction, void>)&Store32,
-            Code.Mov_r64_rm64 when SimpleMemory(ins) => (nint)(delegate*<Cpu, ref Instruction, void>)&Load64,
-            Code.Mov_rm64_r64 when SimpleMemory(ins) => (nint)(delegate*<Cpu, ref Instruction, void>)&Store64,
-            Code.Mov_r32_imm32 => (nint)(delegate*<Cpu, ref Instruction, void>)&MovRI32,
-            Code.Add_r32_rm32 or Code.Add_rm32_r32 when rr => (nint)(delegate*<Cpu, ref Instruction, void>)&AddRR32,
-            Code.Add_r64_rm64 or Code.Add_rm64_r64 when rr => (nint)(delegate*<Cpu, ref Instruction, void>)&AddRR64,
-            Code.Add_rm32_imm32 or Code.Add_rm32_imm8 or Code.Add_EAX_imm32 when ri => (nint)(delegate*<Cpu, ref Instruction, void>)&AddRI32,
-            Code.Add_rm64_imm32 or Code.Add_rm64_imm8 or Code.Add_RAX_imm32 when ri => (nint)(delegate*<Cpu, ref Instruction, void>)&AddRI64,
-            Code.Sub_r32_rm32 or Code.Sub_rm32_r32 when rr => (nint)(delegate*<Cpu, ref Instruction, void>)&SubRR32,
-            Code.Sub_r64_rm64 or Code.Sub_rm64_r64 when rr => (nint)(delegate*<Cpu, ref Instruction, void>)&SubRR64,
-            Code.Sub_rm32_imm32 or Code.Sub_rm32_imm8 or Code.Sub_EAX_imm32 when ri => (nint)(delegate*<Cpu, ref Instruction, void>)&SubRI32,
-            Code.Sub_rm64_imm32 or Code.Sub_rm64_imm8 or Code.Sub_RAX_imm32 when ri => (nint)(delegate*<Cpu, ref Instruction, void>)&SubRI64,
-            Code.Cmp_r32_rm32 or Code.Cmp_rm32_r32 when rr => (nint)(delegate*<Cpu, ref Instruction, void>)&CmpRR32,
-            Code.Cmp_r64_rm64 or Code.Cmp_rm64_r64 when rr => (nint)(delegate*<Cpu, ref Instruction, void>)&CmpRR64,
-            Code.Cmp_rm32_imm32 or Code.Cmp_rm32_imm8 or Code.Cmp_EAX_imm32 when ri => (nint)(delegate*<Cpu, ref Instruction, void>)&CmpRI32,
-            Code.Cmp_rm64_imm32 or Code.Cmp_rm64_imm8 or Code.Cmp_RAX_imm32 when ri => (nint)(delegate*<Cpu, ref Instruction, void>)&CmpRI64,
-            Code.Xor_r32_rm32 or Code.Xor_rm32_r32 when rr => (nint)(delegate*<Cpu, ref Instruction, void>)&XorRR32,
-            Code.Xor_r64_rm64 or Code.Xor_rm64_r64 when rr => (nint)(delegate*<Cpu, ref Instruction, void>)&XorRR64,
-            Code.Xor_rm32_imm32 or Code.Xor_rm32_imm8 or Code.Xor_EAX_imm32 when ri => (nint)(delegate*<Cpu, ref Instruction, void>)&XorRI32,
-            Code.And_r32_rm32 or Code.And_rm32_r32 when rr => (nint)(delegate*<Cpu, ref Instruction, void>)&AndRR32,
-            Code.And_rm32_imm32 or Code.And_rm32_imm8 or Code.And_EAX_imm32 when ri => (nint)(delegate*<Cpu, ref Instruction, void>)&AndRI32,
-            Code.Or_r32_rm32 or Code.Or_rm32_r32 when rr => (nint)(delegate*<Cpu, ref Instruction, void>)&OrRR32,
-            Code.Test_rm32_r32 when rr => (nint)(delegate*<Cpu, ref Instruction, void>)&TestRR32,
-            Code.Test_rm64_r64 when rr => (nint)(delegate*<Cpu, ref Instruction, void>)&TestRR64,
-            Code.Inc_rm32 or Code.Inc_r32 when r => (nint)(delegate*<Cpu, ref Instruction, void>)&IncR32,
-            Code.Dec_rm32 or Code.Dec_r32 when r => (nint)(delegate*<Cpu, ref Instruction, void>)&DecR32,
-            Code.Inc_rm64 when r => (nint)(delegate*<Cpu, ref Instruction, void>)&IncR64,
-            Code.Dec_rm64 when r => (nint)(delegate*<Cpu, ref Instruction, void>)&DecR64,
+            Code.Mov_r32_rm32 or Code.Mov_rm32_r32 when rr => H(&MovRR32),
+            Code.Mov_r64_rm64 or Code.Mov_rm64_r64 when rr => H(&MovRR64),
+            Code.Mov_r32_rm32 when form != 0 => ByForm(form, H(&Load32<Addr32>), H(&Load32<Addr64>)),
+            Code.Mov_rm32_r32 when form != 0 => ByForm(form, H(&Store32<Addr32>), H(&Store32<Addr64>)),
+            Code.Mov_r64_rm64 when form != 0 => ByForm(form, H(&Load64<Addr32>), H(&Load64<Addr64>)),
+            Code.Mov_rm64_r64 when form != 0 => ByForm(form, H(&Store64<Addr32>), H(&Store64<Addr64>)),
+            Code.Mov_r32_imm32 => H(&MovRI32),
+            Code.Add_r32_rm32 or Code.Add_rm32_r32 when rr => H(&AddRR32),
+            Code.Add_r64_rm64 or Code.Add_rm64_r64 when rr => H(&AddRR64),
+            Code.Add_rm32_imm32 or Code.Add_rm32_imm8 or Code.Add_EAX_imm32 when ri => H(&AddRI32),
+            Code.Add_rm64_imm32 or Code.Add_rm64_imm8 or Code.Add_RAX_imm32 when ri => H(&AddRI64),
+            Code.Sub_r32_rm32 or Code.Sub_rm32_r32 when rr => H(&SubRR32),
+            Code.Sub_r64_rm64 or Code.Sub_rm64_r64 when rr => H(&SubRR64),
+            Code.Sub_rm32_imm32 or Code.Sub_rm32_imm8 or Code.Sub_EAX_imm32 when ri => H(&SubRI32),
+            Code.Sub_rm64_imm32 or Code.Sub_rm64_imm8 or Code.Sub_RAX_imm32 when ri => H(&SubRI64),
+            Code.Cmp_r32_rm32 or Code.Cmp_rm32_r32 when rr => H(&CmpRR32),
+            Code.Cmp_r64_rm64 or Code.Cmp_rm64_r64 when rr => H(&CmpRR64),
+            Code.Cmp_rm32_imm32 or Code.Cmp_rm32_imm8 or Code.Cmp_EAX_imm32 when ri => H(&CmpRI32),
+            Code.Cmp_rm64_imm32 or Code.Cmp_rm64_imm8 or Code.Cmp_RAX_imm32 when ri => H(&CmpRI64),
+            Code.Xor_r32_rm32 or Code.Xor_rm32_r32 when rr => H(&XorRR32),
+            Code.Xor_r64_rm64 or Code.Xor_rm64_r64 when rr => H(&XorRR64),
+            Code.Xor_rm32_imm32 or Code.Xor_rm32_imm8 or Code.Xor_EAX_imm32 when ri => H(&XorRI32),
+            Code.Xor_rm64_imm32 or Code.Xor_rm64_imm8 or Code.Xor_RAX_imm32 when ri => H(&XorRI64),
+            Code.And_r64_rm64 or Code.And_rm64_r64 when rr => H(&AndRR64),
+            Code.And_rm64_imm32 or Code.And_rm64_imm8 or Code.And_RAX_imm32 when ri => H(&AndRI64),
+            Code.Or_rm32_imm32 or Code.Or_rm32_imm8 or Code.Or_EAX_imm32 when ri => H(&OrRI32),
+            Code.Or_r64_rm64 or Code.Or_rm64_r64 when rr => H(&OrRR64),
+            Code.Or_rm64_imm32 or Code.Or_rm64_imm8 or Code.Or_RAX_imm32 when ri => H(&OrRI64),
+            Code.And_r32_rm32 or Code.And_rm32_r32 when rr => H(&AndRR32),
+            Code.And_rm32_imm32 or Code.And_rm32_imm8 or Code.And_EAX_imm32 when ri => H(&AndRI32),
+            Code.Or_r32_rm32 or Code.Or_rm32_r32 when rr => H(&OrRR32),
+            Code.Test_rm32_r32 when rr => H(&TestRR32),
+            Code.Test_rm32_imm32 or Code.Test_EAX_imm32 when ri => H(&TestRI32),
+            Code.Test_rm64_imm32 or Code.Test_RAX_imm32 when ri => H(&TestRI64),
+            Code.Test_rm64_r64 when rr => H(&TestRR64),
+            Code.Inc_rm32 or Code.Inc_r32 when r => H(&IncR32),
+            Code.Dec_rm32 or Code.Dec_r32 when r => H(&DecR32),
+            Code.Inc_rm64 when r => H(&IncR64),
+            Code.Dec_rm64 when r => H(&DecR64),
             _ => 0,
         };
     }
 
-    /// <summary>A memory operand (either side) whose address <see cref="LeanLinear"/> computes.</summary>
+    /// <summary>A handler's address, for the selection tables.</summary>
+    private static nint H(Handler handler) => (nint)handler;
+
+    /// <summary>A two-operand form with exactly one memory operand.</summary>
     private static bool SimpleMemory(in Instruction ins) =>
-        ins.OpCount == 2
-        && (ins.Op0Kind == OpKind.Memory) != (ins.Op1Kind == OpKind.Memory)
-        && LeanAddress(ins);
+        ins.OpCount == 2 && (ins.Op0Kind == OpKind.Memory) != (ins.Op1Kind == OpKind.Memory);
 
-    // The immediate of a reg-imm form without Instruction.GetImmediate's switch (a call on every
-    // execution): imm8 forms sign-extend the stored byte, the others store the full value.
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static uint Imm32(ref Instruction ins) => ins.Op1Kind == OpKind.Immediate8to32 ? (uint)ins.Immediate8to32 : ins.Immediate32;
+    private static void MovRR32(Cpu cpu, ref DecodedInstruction op) => cpu.GprAt(op.Reg) = (uint)cpu.GprAt(op.Src);
+    private static void MovRR64(Cpu cpu, ref DecodedInstruction op) => cpu.GprAt(op.Reg) = cpu.GprAt(op.Src);
+    private static void MovRI32(Cpu cpu, ref DecodedInstruction op) => cpu.GprAt(op.Reg) = (uint)op.Imm;
+    private static void Load32<TAddr>(Cpu cpu, ref DecodedInstruction op) where TAddr : struct, IAddressing =>
+        cpu.GprAt(op.Reg) = (uint)cpu.ReadLinear(TAddr.Linear(cpu, ref op), 4);
 
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static ulong Imm64(ref Instruction ins) => ins.Op1Kind == OpKind.Immediate8to64 ? (ulong)ins.Immediate8to64 : (ulong)ins.Immediate32to64;
+    private static void Store32<TAddr>(Cpu cpu, ref DecodedInstruction op) where TAddr : struct, IAddressing =>
+        cpu.WriteLinear(TAddr.Linear(cpu, ref op), 4, (uint)cpu.GprAt(op.Src));
 
-    private static int R32(Register r) => r - Register.EAX;
-    private static int R64(Register r) => r - Register.RAX;
+    private static void Load64<TAddr>(Cpu cpu, ref DecodedInstruction op) where TAddr : struct, IAddressing =>
+        cpu.GprAt(op.Reg) = cpu.ReadLinear(TAddr.Linear(cpu, ref op), 8);
 
-    private static ulong SimpleLinear(Cpu cpu, ref Instruction ins) => LeanLinear(cpu, ref ins);
+    private static void Store64<TAddr>(Cpu cpu, ref DecodedInstruction op) where TAddr : struct, IAddressing =>
+        cpu.WriteLinear(TAddr.Linear(cpu, ref op), 8, cpu.GprAt(op.Src));
 
-    private static void MovRR32(Cpu cpu, ref Instruction ins) => cpu.Gpr[R32(ins.Op0Register)] = (uint)cpu.Gpr[R32(ins.Op1Register)];
-    private static void MovRR64(Cpu cpu, ref Instruction ins) => cpu.Gpr[R64(ins.Op0Register)] = cpu.Gpr[R64(ins.Op1Register)];
-    private static void MovRI32(Cpu cpu, ref Instruction ins) => cpu.Gpr[R32(ins.Op0Register)] = ins.Immediate32;
-    private static void Load32(Cpu cpu, ref Instruction ins) => cpu.Gpr[R32(ins.Op0Register)] = (uint)cpu.ReadLinear(SimpleLinear(cpu, ref ins), 4);
-    private static void Store32(Cpu cpu, ref Instruction ins) => cpu.WriteLinear(SimpleLinear(cpu, ref ins), 4, (uint)cpu.Gpr[R32(ins.Op1Register)]);
-    private static void Load64(Cpu cpu, ref Instruction ins) => cpu.Gpr[R64(ins.Op0Register)] = cpu.ReadLinear(SimpleLinear(cpu, ref ins), 8);
-    private static void Store64(Cpu cpu, ref Instruction ins) => cpu.WriteLinear(SimpleLinear(cpu, ref ins), 8, cpu.Gpr[R64(ins.Op1Register)]);
-
-    private static void AddRR32(Cpu cpu, ref Instruction ins)
+    private static void AddRR32(Cpu cpu, ref DecodedInstruction op)
     {
-        ref var d = ref cpu.Gpr[R32(ins.Op0Register)];
+        ref var d = ref cpu.GprAt(op.Reg);
         var a = (uint)d;
-        var b = (uint)cpu.Gpr[R32(ins.Op1Register)];
+        var b = (uint)cpu.GprAt(op.Src);
         var r = a + b;
         d = r;
         cpu.SetLazy(FlagOp.Add, 4, a, b, r);
     }
 
-    private static void AddRR64(Cpu cpu, ref Instruction ins)
+    private static void AddRR64(Cpu cpu, ref DecodedInstruction op)
     {
-        ref var d = ref cpu.Gpr[R64(ins.Op0Register)];
+        ref var d = ref cpu.GprAt(op.Reg);
         var a = d;
-        var b = cpu.Gpr[R64(ins.Op1Register)];
+        var b = cpu.GprAt(op.Src);
         var r = a + b;
         d = r;
         cpu.SetLazy(FlagOp.Add, 8, a, b, r);
     }
 
-    private static void AddRI32(Cpu cpu, ref Instruction ins)
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] // also the first half of a fused pair
+    private static void AddRI32(Cpu cpu, ref DecodedInstruction op)
     {
-        ref var d = ref cpu.Gpr[R32(ins.Op0Register)];
+        ref var d = ref cpu.GprAt(op.Reg);
         var a = (uint)d;
-        var b = Imm32(ref ins);
+        var b = (uint)op.Imm;
         var r = a + b;
         d = r;
         cpu.SetLazy(FlagOp.Add, 4, a, b, r);
     }
 
-    private static void AddRI64(Cpu cpu, ref Instruction ins)
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] // also the first half of a fused pair
+    private static void AddRI64(Cpu cpu, ref DecodedInstruction op)
     {
-        ref var d = ref cpu.Gpr[R64(ins.Op0Register)];
+        ref var d = ref cpu.GprAt(op.Reg);
         var a = d;
-        var b = Imm64(ref ins);
+        var b = op.Imm;
         var r = a + b;
         d = r;
         cpu.SetLazy(FlagOp.Add, 8, a, b, r);
     }
 
-    private static void SubRR32(Cpu cpu, ref Instruction ins)
+    private static void SubRR32(Cpu cpu, ref DecodedInstruction op)
     {
-        ref var d = ref cpu.Gpr[R32(ins.Op0Register)];
+        ref var d = ref cpu.GprAt(op.Reg);
         var a = (uint)d;
-        var b = (uint)cpu.Gpr[R32(ins.Op1Register)];
+        var b = (uint)cpu.GprAt(op.Src);
         var r = a - b;
         d = r;
         cpu.SetLazy(FlagOp.Sub, 4, a, b, r);
     }
 
-    private static void SubRR64(Cpu cpu, ref Instruction ins)
+    private static void SubRR64(Cpu cpu, ref DecodedInstruction op)
     {
-        ref var d = ref cpu.Gpr[R64(ins.Op0Register)];
+        ref var d = ref cpu.GprAt(op.Reg);
         var a = d;
-        var b = cpu.Gpr[R64(ins.Op1Register)];
+        var b = cpu.GprAt(op.Src);
         var r = a - b;
         d = r;
         cpu.SetLazy(FlagOp.Sub, 8, a, b, r);
     }
 
-    private static void SubRI32(Cpu cpu, ref Instruction ins)
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] // also the first half of a fused pair
+    private static void SubRI32(Cpu cpu, ref DecodedInstruction op)
     {
-        ref var d = ref cpu.Gpr[R32(ins.Op0Register)];
+        ref var d = ref cpu.GprAt(op.Reg);
         var a = (uint)d;
-        var b = Imm32(ref ins);
+        var b = (uint)op.Imm;
         var r = a - b;
         d = r;
         cpu.SetLazy(FlagOp.Sub, 4, a, b, r);
     }
 
-    private static void SubRI64(Cpu cpu, ref Instruction ins)
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] // also the first half of a fused pair
+    private static void SubRI64(Cpu cpu, ref DecodedInstruction op)
     {
-        ref var d = ref cpu.Gpr[R64(ins.Op0Register)];
+        ref var d = ref cpu.GprAt(op.Reg);
         var a = d;
-        var b = Imm64(ref ins);
+        var b = op.Imm;
         var r = a - b;
         d = r;
         cpu.SetLazy(FlagOp.Sub, 8, a, b, r);
     }
 
-    private static void CmpRR32(Cpu cpu, ref Instruction ins)
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] // also the first half of a fused pair
+    private static void CmpRR32(Cpu cpu, ref DecodedInstruction op)
     {
-        var a = (uint)cpu.Gpr[R32(ins.Op0Register)];
-        var b = (uint)cpu.Gpr[R32(ins.Op1Register)];
+        var a = (uint)cpu.GprAt(op.Reg);
+        var b = (uint)cpu.GprAt(op.Src);
         cpu.SetLazy(FlagOp.Sub, 4, a, b, a - b);
     }
 
-    private static void CmpRR64(Cpu cpu, ref Instruction ins)
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] // also the first half of a fused pair
+    private static void CmpRR64(Cpu cpu, ref DecodedInstruction op)
     {
-        var a = cpu.Gpr[R64(ins.Op0Register)];
-        var b = cpu.Gpr[R64(ins.Op1Register)];
+        var a = cpu.GprAt(op.Reg);
+        var b = cpu.GprAt(op.Src);
         cpu.SetLazy(FlagOp.Sub, 8, a, b, a - b);
     }
 
-    private static void CmpRI32(Cpu cpu, ref Instruction ins)
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] // also the first half of a fused pair
+    private static void CmpRI32(Cpu cpu, ref DecodedInstruction op)
     {
-        var a = (uint)cpu.Gpr[R32(ins.Op0Register)];
-        var b = Imm32(ref ins);
+        var a = (uint)cpu.GprAt(op.Reg);
+        var b = (uint)op.Imm;
         cpu.SetLazy(FlagOp.Sub, 4, a, b, a - b);
     }
 
-    private static void CmpRI64(Cpu cpu, ref Instruction ins)
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] // also the first half of a fused pair
+    private static void CmpRI64(Cpu cpu, ref DecodedInstruction op)
     {
-        var a = cpu.Gpr[R64(ins.Op0Register)];
-        var b = Imm64(ref ins);
+        var a = cpu.GprAt(op.Reg);
+        var b = op.Imm;
         cpu.SetLazy(FlagOp.Sub, 8, a, b, a - b);
     }
 
-    private static void XorRR32(Cpu cpu, ref Instruction ins)
+    private static void XorRR32(Cpu cpu, ref DecodedInstruction op)
     {
-        ref var d = ref cpu.Gpr[R32(ins.Op0Register)];
-        var r = (uint)d ^ (uint)cpu.Gpr[R32(ins.Op1Register)];
+        ref var d = ref cpu.GprAt(op.Reg);
+        var r = (uint)d ^ (uint)cpu.GprAt(op.Src);
         d = r;
         cpu.SetLazy(FlagOp.Logic, 4, 0, 0, r);
     }
 
-    private static void XorRR64(Cpu cpu, ref Instruction ins)
+    private static void XorRR64(Cpu cpu, ref DecodedInstruction op)
     {
-        ref var d = ref cpu.Gpr[R64(ins.Op0Register)];
-        var r = d ^ cpu.Gpr[R64(ins.Op1Register)];
+        ref var d = ref cpu.GprAt(op.Reg);
+        var r = d ^ cpu.GprAt(op.Src);
         d = r;
         cpu.SetLazy(FlagOp.Logic, 8, 0, 0, r);
     }
 
-    private static void XorRI32(Cpu cpu, ref Instruction ins)
+    private static void XorRI32(Cpu cpu, ref DecodedInstruction op)
     {
-        ref var d = ref cpu.Gpr[R32(ins.Op0Register)];
-        var r = (uint)d ^ Imm32(ref ins);
+        ref var d = ref cpu.GprAt(op.Reg);
+        var r = (uint)d ^ (uint)op.Imm;
         d = r;
         cpu.SetLazy(FlagOp.Logic, 4, 0, 0, r);
     }
 
-    private static void AndRR32(Cpu cpu, ref Instruction ins)
+    private static void XorRI64(Cpu cpu, ref DecodedInstruction op)
     {
-        ref var d = ref cpu.Gpr[R32(ins.Op0Register)];
-        var r = (uint)d & (uint)cpu.Gpr[R32(ins.Op1Register)];
+        ref var d = ref cpu.GprAt(op.Reg);
+        var r = d ^ op.Imm;
+        d = r;
+        cpu.SetLazy(FlagOp.Logic, 8, 0, 0, r);
+    }
+
+    private static void AndRR64(Cpu cpu, ref DecodedInstruction op)
+    {
+        ref var d = ref cpu.GprAt(op.Reg);
+        var r = d & cpu.GprAt(op.Src);
+        d = r;
+        cpu.SetLazy(FlagOp.Logic, 8, 0, 0, r);
+    }
+
+    private static void AndRI64(Cpu cpu, ref DecodedInstruction op)
+    {
+        ref var d = ref cpu.GprAt(op.Reg);
+        var r = d & op.Imm;
+        d = r;
+        cpu.SetLazy(FlagOp.Logic, 8, 0, 0, r);
+    }
+
+    private static void OrRI32(Cpu cpu, ref DecodedInstruction op)
+    {
+        ref var d = ref cpu.GprAt(op.Reg);
+        var r = (uint)d | (uint)op.Imm;
         d = r;
         cpu.SetLazy(FlagOp.Logic, 4, 0, 0, r);
     }
 
-    private static void AndRI32(Cpu cpu, ref Instruction ins)
+    private static void OrRR64(Cpu cpu, ref DecodedInstruction op)
     {
-        ref var d = ref cpu.Gpr[R32(ins.Op0Register)];
-        var r = (uint)d & Imm32(ref ins);
+        ref var d = ref cpu.GprAt(op.Reg);
+        var r = d | cpu.GprAt(op.Src);
+        d = r;
+        cpu.SetLazy(FlagOp.Logic, 8, 0, 0, r);
+    }
+
+    private static void OrRI64(Cpu cpu, ref DecodedInstruction op)
+    {
+        ref var d = ref cpu.GprAt(op.Reg);
+        var r = d | op.Imm;
+        d = r;
+        cpu.SetLazy(FlagOp.Logic, 8, 0, 0, r);
+    }
+
+    private static void AndRR32(Cpu cpu, ref DecodedInstruction op)
+    {
+        ref var d = ref cpu.GprAt(op.Reg);
+        var r = (uint)d & (uint)cpu.GprAt(op.Src);
         d = r;
         cpu.SetLazy(FlagOp.Logic, 4, 0, 0, r);
     }
 
-    private static void OrRR32(Cpu cpu, ref Instruction ins)
+    private static void AndRI32(Cpu cpu, ref DecodedInstruction op)
     {
-        ref var d = ref cpu.Gpr[R32(ins.Op0Register)];
-        var r = (uint)d | (uint)cpu.Gpr[R32(ins.Op1Register)];
+        ref var d = ref cpu.GprAt(op.Reg);
+        var r = (uint)d & (uint)op.Imm;
         d = r;
         cpu.SetLazy(FlagOp.Logic, 4, 0, 0, r);
     }
 
-    private static void TestRR32(Cpu cpu, ref Instruction ins) =>
-        cpu.SetLazy(FlagOp.Logic, 4, 0, 0, (uint)cpu.Gpr[R32(ins.Op0Register)] & (uint)cpu.Gpr[R32(ins.Op1Register)]);
-
-    private static void TestRR64(Cpu cpu, ref Instruction ins) =>
-        cpu.SetLazy(FlagOp.Logic, 8, 0, 0, cpu.Gpr[R64(ins.Op0Register)] & cpu.Gpr[R64(ins.Op1Register)]);
-
-    private static void IncR32(Cpu cpu, ref Instruction ins)
+    private static void OrRR32(Cpu cpu, ref DecodedInstruction op)
     {
-        ref var d = ref cpu.Gpr[R32(ins.Op0Register)];
+        ref var d = ref cpu.GprAt(op.Reg);
+        var r = (uint)d | (uint)cpu.GprAt(op.Src);
+        d = r;
+        cpu.SetLazy(FlagOp.Logic, 4, 0, 0, r);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] // also the first half of a fused pair
+    private static void TestRR32(Cpu cpu, ref DecodedInstruction op) =>
+        cpu.SetLazy(FlagOp.Logic, 4, 0, 0, (uint)cpu.GprAt(op.Reg) & (uint)cpu.GprAt(op.Src));
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] // also the first half of a fused pair
+    private static void TestRI32(Cpu cpu, ref DecodedInstruction op) =>
+        cpu.SetLazy(FlagOp.Logic, 4, 0, 0, (uint)cpu.GprAt(op.Reg) & (uint)op.Imm);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] // also the first half of a fused pair
+    private static void TestRI64(Cpu cpu, ref DecodedInstruction op) =>
+        cpu.SetLazy(FlagOp.Logic, 8, 0, 0, cpu.GprAt(op.Reg) & op.Imm);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] // also the first half of a fused pair
+    private static void TestRR64(Cpu cpu, ref DecodedInstruction op) =>
+        cpu.SetLazy(FlagOp.Logic, 8, 0, 0, cpu.GprAt(op.Reg) & cpu.GprAt(op.Src));
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] // also the first half of a fused pair
+    private static void IncR32(Cpu cpu, ref DecodedInstruction op)
+    {
+        ref var d = ref cpu.GprAt(op.Reg);
         var a = (uint)d;
         var r = a + 1;
         d = r;
         cpu.SetLazyKeepCarry(FlagOp.Inc, 4, a, r);
     }
 
-    private static void DecR32(Cpu cpu, ref Instruction ins)
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] // also the first half of a fused pair
+    private static void DecR32(Cpu cpu, ref DecodedInstruction op)
     {
-        ref var d = ref cpu.Gpr[R32(ins.Op0Register)];
+        ref var d = ref cpu.GprAt(op.Reg);
         var a = (uint)d;
         var r = a - 1;
         d = r;
         cpu.SetLazyKeepCarry(FlagOp.Dec, 4, a, r);
     }
 
-    private static void IncR64(Cpu cpu, ref Instruction ins)
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] // also the first half of a fused pair
+    private static void IncR64(Cpu cpu, ref DecodedInstruction op)
     {
-        ref var d = ref cpu.Gpr[R64(ins.Op0Register)];
+        ref var d = ref cpu.GprAt(op.Reg);
         var a = d;
         d = a + 1;
         cpu.SetLazyKeepCarry(FlagOp.Inc, 8, a, a + 1);
     }
 
-    private static void DecR64(Cpu cpu, ref Instruction ins)
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] // also the first half of a fused pair
+    private static void DecR64(Cpu cpu, ref DecodedInstruction op)
     {
-        ref var d = ref cpu.Gpr[R64(ins.Op0Register)];
+        ref var d = ref cpu.GprAt(op.Reg);
         var a = d;
         d = a - 1;
         cpu.SetLazyKeepCarry(FlagOp.Dec, 8, a, a - 1);

@@ -96,7 +96,7 @@ internal static unsafe class Strings
         if (count != 0)
         {
             // Not finished: run this instruction again from the top of the next block.
-            cpu.Rip = cpu.InstructionStart;
+            cpu.Rip = ins.IP;
             cpu.BreakBlock();
         }
     }

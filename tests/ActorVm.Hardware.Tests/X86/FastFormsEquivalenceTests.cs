@@ -22,8 +22,14 @@ public class FastFormsEquivalenceTests
         {
             var rd = Regs64[d % Regs64.Length];
             var rs = Regs64[s % Regs64.Length];
-            switch (op / 2 % 9)
+            switch (op / 2 % 15)
             {
+                case 9: a.and(rd, rs); break;
+                case 10: a.and(rd, imm); break;
+                case 11: a.or(rd, rs); break;
+                case 12: a.or(rd, (sbyte)imm); break;
+                case 13: a.xor(rd, imm); break;
+                case 14: a.test(rd, imm); break;
                 case 0: a.mov(rd, rs); break;
                 case 1: a.add(rd, rs); break;
                 case 2: a.sub(rd, imm); break;
@@ -40,8 +46,11 @@ public class FastFormsEquivalenceTests
 
         var d32 = Regs32[d % Regs32.Length];
         var s32 = Regs32[s % Regs32.Length];
-        switch (op / 2 % 13)
+        switch (op / 2 % 16)
         {
+            case 13: a.or(d32, imm); break;
+            case 14: a.or(d32, (sbyte)imm); break;
+            case 15: a.test(d32, imm); break;
             case 0: a.mov(d32, s32); break;
             case 1: a.add(d32, s32); break;
             case 2: a.add(d32, imm); break;
@@ -90,7 +99,7 @@ public class FastFormsEquivalenceTests
         AssemblerMemoryOperand Mem32() => bitness == 64 ? __dword_ptr[rdi + rsi * 4 + disp] : __dword_ptr[edi + esi * 4 + disp];
         AssemblerMemoryOperand Mem64() => __qword_ptr[rdi + rsi * 8 + disp];
 
-        switch (op % 20)
+        switch (op % 24)
         {
             case 0: if (wide) a.shl(d64, (byte)count); else a.shl(d32, (byte)count); break;
             case 1: if (wide) a.shr(d64, (byte)count); else a.shr(d32, (byte)count); break;
@@ -172,6 +181,20 @@ public class FastFormsEquivalenceTests
                 }
 
                 break;
+            case 20:
+            case 21:
+            case 22:
+            case 23:
+            {
+                // Fused pairs: a flag-setting op right before a Jcc that closes the block.
+                var skip = a.CreateLabel();
+                EmitFlagSetter(a, op % 24, wide, d32, s32, d64, s64, imm, Address, Mem32, Mem64);
+                Jcc(a, (imm >> 2) & 15, skip);
+                a.inc(s32);
+                a.Label(ref skip);
+                break;
+            }
+
             case 18:
                 // MOVZX from registers, including the high-byte ones.
                 switch (s % 4)
@@ -182,6 +205,42 @@ public class FastFormsEquivalenceTests
                     default: if (bitness == 64) a.movzx(d64, dl); else a.movzx(d32, dh); break;
                 }
 
+                break;
+        }
+    }
+
+    /// <summary>The first halves of the fused pairs: DEC/INC, TEST, CMP/ADD/SUB with an immediate or register, CMP with memory.</summary>
+    private static void EmitFlagSetter(Assembler a, int kind, bool wide, AssemblerRegister32 d32, AssemblerRegister32 s32,
+        AssemblerRegister64 d64, AssemblerRegister64 s64, int imm, Action address, Func<AssemblerMemoryOperand> mem32, Func<AssemblerMemoryOperand> mem64)
+    {
+        var variant = (imm >> 6) & 3;
+        switch (kind)
+        {
+            case 20:
+                if (variant % 2 == 0) { if (wide) a.dec(d64); else a.dec(d32); }
+                else { if (wide) a.inc(d64); else a.inc(d32); }
+                break;
+            case 21:
+                switch (variant)
+                {
+                    case 0: if (wide) a.test(d64, s64); else a.test(d32, s32); break;
+                    case 1: if (wide) a.cmp(d64, s64); else a.cmp(d32, s32); break;
+                    default: if (wide) a.test(d64, imm >> 4); else a.test(d32, imm >> 4); break;
+                }
+
+                break;
+            case 22:
+                switch (variant)
+                {
+                    case 0: if (wide) a.cmp(d64, imm >> 8); else a.cmp(d32, imm >> 8); break;
+                    case 1: if (wide) a.sub(d64, (sbyte)imm); else a.sub(d32, (sbyte)imm); break;
+                    default: if (wide) a.add(d64, imm >> 12); else a.add(d32, imm >> 12); break;
+                }
+
+                break;
+            default:
+                address();
+                if (wide) a.cmp(d64, mem64()); else a.cmp(d32, mem32());
                 break;
         }
     }
@@ -279,7 +338,7 @@ public class FastFormsEquivalenceTests
     public void EveryFormOfTheSecondFamilyHasASpecialisedHandler(int bitness)
     {
         var codes = new List<Iced.Intel.Instruction>();
-        for (var op = 0; op < 20; op++)
+        for (var op = 0; op < 24; op++)
         {
             for (var s = 0; s < 4; s++)
             {
@@ -302,6 +361,72 @@ public class FastFormsEquivalenceTests
         var generic = codes.Where(i => i.Code != Code.Hlt && i.Code is not (Code.Inc_rm32 or Code.Inc_r32 or Code.Rcl_rm32_1) && ActorVm.Hardware.X86.Instructions.FastForms.Select(i) == 0)
             .Select(i => i.ToString()).Distinct().ToList();
         Assert.Empty(generic);
+    }
+
+    /// <summary>The register and immediate forms of the first family all have specialised handlers (its absolute-address loads and stores do not).</summary>
+    [Theory]
+    [InlineData(32)]
+    [InlineData(64)]
+    public void EveryRegisterFormOfTheFirstFamilyHasASpecialisedHandler(int bitness)
+    {
+        var generic = new List<string>();
+        for (var op = 0; op < 64; op++)
+        {
+            var a = new Assembler(bitness);
+            Emit(a, bitness, (op, 1, 2, -100));
+            Emit(a, bitness, (op, 3, 3, 0x12345));
+            var stream = new MemoryStream();
+            a.Assemble(new StreamCodeWriter(stream), 0x8000);
+            var decoder = Iced.Intel.Decoder.Create(bitness, stream.ToArray(), 0x8000);
+            while (decoder.IP < 0x8000 + (ulong)stream.Length)
+            {
+                var ins = decoder.Decode();
+                if (ins.Op0Kind != OpKind.Memory && ins.Op1Kind != OpKind.Memory && ActorVm.Hardware.X86.Instructions.FastForms.Select(ins) == 0)
+                {
+                    generic.Add(ins.ToString());
+                }
+            }
+        }
+
+        Assert.Empty(generic.Distinct());
+    }
+
+    /// <summary>Every flag-setter + Jcc pair the second family emits is fused (else the equivalence test above never runs a fused handler).</summary>
+    [Theory]
+    [InlineData(32)]
+    [InlineData(64)]
+    public void EveryFlagSetterAndJccPairOfTheSecondFamilyIsFused(int bitness)
+    {
+        var pairs = 0;
+        for (var op = 20; op < 24; op++)
+        {
+            for (var imm = 0; imm < 1024; imm += 61)
+            {
+                var a = new Assembler(bitness);
+                EmitFlowAndAddressing(a, bitness, (op, 1, 2, imm));
+                a.hlt();
+                var stream = new MemoryStream();
+                a.Assemble(new StreamCodeWriter(stream), 0x8000);
+                var decoder = Iced.Intel.Decoder.Create(bitness, stream.ToArray(), 0x8000);
+                var ops = new List<DecodedInstruction>();
+                while (decoder.IP < 0x8000 + (ulong)stream.Length)
+                {
+                    var ins = decoder.Decode();
+                    var d = DecodedInstruction.From(ins);
+                    d.Handler = d.Solo = ActorVm.Hardware.X86.Instructions.FastForms.Select(ins);
+                    ops.Add(d);
+                }
+
+                // ... flag-setter; Jcc; INC; HLT.
+                var first = ops[^4];
+                Assert.True(ActorVm.Hardware.X86.Instructions.FastForms.TryFuse(ref first, ops[^3]), $"{ops[^4].Instruction} ; {ops[^3].Instruction} not fused");
+                Assert.NotEqual(first.Solo, first.Handler);
+                Assert.Equal((ops[^3].Imm, ops[^3].NextIp), (first.FusedTarget, first.FusedNext));
+                pairs++;
+            }
+        }
+
+        Assert.Equal(4 * 17, pairs);
     }
 
     /// <summary>The fast forms' inlined segment choice must be Iced's MemorySegment for every base and override.</summary>
