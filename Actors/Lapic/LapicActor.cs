@@ -353,9 +353,11 @@ public sealed class LapicActor : ReceiveActor
 
         if (effects.LevelEoiVector is { } levelVector)
         {
-            // kvm_ioapic_update_eoi: the IOAPIC (a VM-level device) clears remote IRR for the
-            // vector and re-delivers a line that is still asserted.
-            _vm.Tell(new VmProtocol.IoApicEoi(levelVector));
+            // kvm_ioapic_update_eoi, synchronously inside the EOI write as in KVM: the IOAPIC
+            // clears remote IRR for the vector (and re-delivers a line still asserted) before the
+            // vCPU re-enters, so the guest's next read of the redirection entry sees it cleared.
+            // The IOAPIC is a locked device; a re-delivery leaves it as a message to the VM.
+            _ctx.Machine.Platform?.IoApic.EndOfInterrupt(levelVector);
         }
 
         if (effects.TimerChanged)

@@ -6,8 +6,8 @@ using static ActorVm.Actors.Vm.VmProtocol;
 namespace ActorVm.Actors.Vm;
 
 /// <summary>
-/// The VM-level half of the PC platform: the IOAPIC's messages enter the APIC bus here, level
-/// EOIs from the LAPICs reach the IOAPIC (kvm_ioapic_update_eoi), the 8259's INTR reaches the
+/// The VM-level half of the PC platform: the IOAPIC's messages enter the APIC bus here (level
+/// EOIs reach the IOAPIC straight from the LAPIC actors), the 8259's INTR reaches the
 /// BSP's LAPIC (LINT0, ExtINT), and the
 /// PIT's counter 0 is driven by a device timer on the VM's clock, as KVM's in-kernel PIT runs
 /// its own hrtimer (pit_timer_fn) outside any vCPU. Devices themselves stay plain objects.
@@ -25,7 +25,6 @@ public sealed partial class VmActor
     {
         if (_machine.Platform is not { } platform)
         {
-            Receive<IoApicEoi>(_ => { }); // no IOAPIC on a bare machine
             return;
         }
 
@@ -38,7 +37,6 @@ public sealed partial class VmActor
         // the PIC reports it from whatever thread drove it, under its lock, so only a message leaves.
         platform.Pic.IntrChanged += level => self.Tell(new PicOutput(level));
         Receive<PicOutput>(m => _lapics[0].Tell(new LapicProtocol.PicIntr(m.Level)));
-        Receive<IoApicEoi>(m => platform.IoApic.EndOfInterrupt(m.Vector));
         Receive<PitProgrammed>(_ => ArmPit());
         Receive<PitDue>(m =>
         {

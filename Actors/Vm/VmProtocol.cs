@@ -36,12 +36,6 @@ public static class VmProtocol
     /// <summary>An interrupt message from a platform device (the IOAPIC) onto the APIC bus (kvm_irq_delivery_to_apic from kvm_ioapic_set_irq).</summary>
     public sealed record DeviceInterrupt(InterruptMessage Message) : ICommand;
 
-    /// <summary>
-    /// The EOI of a level-triggered vector (kvm_ioapic_update_eoi): the IOAPIC clears remote IRR of
-    /// the entries with that vector and re-delivers a line that is still asserted.
-    /// </summary>
-    public sealed record IoApicEoi(byte Vector) : ICommand;
-
     /// <summary>A vCPU shut the VM down (triple fault → KVM_EXIT_SHUTDOWN).</summary>
     public sealed record VcpuShutdown(int Vcpu, VmExitKind Kind, string Detail) : IEvent;
 

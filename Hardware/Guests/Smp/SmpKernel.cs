@@ -161,6 +161,15 @@ public sealed class SmpKernel
                 a.mov(esp, eax);
                 a.lidt(__[(int)IdtrAddress]);
                 a.@lock.inc(__dword_ptr[(int)ApsOnline]);
+
+                // A fixed IPI to an APIC that is not enabled yet is dropped (SDM 11.4.7.2; KVM's
+                // __apic_accept_irq), so no AP starts its program before every AP has enabled its
+                // APIC, as the BSP waits for the same count below.
+                var together = a.CreateLabel();
+                a.Label(ref together);
+                a.pause();
+                a.cmp(__dword_ptr[(int)ApsOnline], Vcpus - 1);
+                a.jb(together);
                 CpuIndex(ebp);
                 apMain();
                 var halt = a.CreateLabel();
