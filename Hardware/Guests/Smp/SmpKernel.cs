@@ -161,6 +161,16 @@ public sealed class SmpKernel
                 a.mov(esp, eax);
                 a.lidt(__[(int)IdtrAddress]);
                 a.@lock.inc(__dword_ptr[(int)ApsOnline]);
+
+                // Wait until every AP is online (and so in x2APIC/xAPIC mode) before apMain: an
+                // IPI to an AP still in wait-for-SIPI, or not yet switched to x2APIC, is dropped
+                // (its APIC is software-disabled or cannot match an x2APIC destination), which
+                // lost a fast AP's whole first round once the APs really ran in parallel.
+                var allOnline = a.CreateLabel();
+                a.Label(ref allOnline);
+                a.pause();
+                a.cmp(__dword_ptr[(int)ApsOnline], Vcpus - 1);
+                a.jb(allOnline);
                 CpuIndex(ebp);
                 apMain();
                 var halt = a.CreateLabel();
