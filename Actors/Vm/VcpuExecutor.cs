@@ -6,8 +6,8 @@ namespace ActorVm.Actors.Vm;
 /// <summary>
 /// The vCPU dispatcher's threads: a fixed set of dedicated workers over one FIFO of mailbox
 /// runs, like Akka's ForkJoin executor, except for how an idle worker waits. Here it sleeps in
-/// the kernel (Monitor.Wait) after a short busy poll that never yields, and every queued run
-/// wakes one sleeper.
+/// the kernel (Monitor.Wait), after an optional busy poll that never yields (off by default),
+/// and every queued run wakes one sleeper.
 /// <para>
 /// Why not Akka's ForkJoin executor (Helios DedicatedThreadPool): its idle worker first spins
 /// on an "unfair semaphore", yielding with Thread.Sleep(0) (sched_yield) between looks, and a
