@@ -24,7 +24,7 @@ public enum TimerBackend
 
 public enum VcpuDispatcher
 {
-    /// <summary>ForkJoinDispatcher, one thread per host core, throughput 1.</summary>
+    /// <summary>A Dispatcher on <see cref="VcpuExecutor"/>: one thread per host core, throughput 1.</summary>
     Shared,
 
     /// <summary>PinnedDispatcher: one thread per vCPU actor.</summary>

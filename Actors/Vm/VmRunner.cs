@@ -9,16 +9,18 @@ namespace ActorVm.Actors.Vm;
 public static class VmRunner
 {
     /// <summary>
-    /// The dispatchers vCPU actors use: a ForkJoinDispatcher with one thread per host core and
-    /// throughput 1 (a slice per turn, so many vCPUs share few cores), or one pinned thread each.
+    /// The dispatchers vCPU actors use: one thread per host core and throughput 1 (a slice per
+    /// turn, so many vCPUs share few cores) on a <see cref="VcpuExecutor"/>, whose idle threads
+    /// sleep in the kernel so a wake-up posted by a running slice starts on the idle core at once
+    /// (Akka's ForkJoin pool left it to the spinning slice's thread); or one pinned thread each.
     /// </summary>
     public static Config DispatcherConfig { get; } = ConfigurationFactory.ParseString($$"""
         actorvm.vcpu-dispatcher {
-          type = ForkJoinDispatcher
+          type = Dispatcher
           throughput = 1
-          dedicated-thread-pool {
+          executor = "{{typeof(VcpuExecutorConfigurator).AssemblyQualifiedName}}"
+          vcpu-executor {
             thread-count = {{Math.Max(1, Environment.ProcessorCount)}}
-            threadtype = background
           }
         }
         actorvm.vcpu-pinned-dispatcher {
