@@ -134,7 +134,14 @@ public sealed class IcrFastpathSpec : TestKit
         rig.Shared.MakeRequest(KvmRequest.ClockUpdate);
         rig.Shared.Kick();
         var exit = rig.RunLoop.ExpectMsg<VcpuExited>(Bound);
-        Assert.Equal(FastpathResult.ExitHandled, exit.Fastpath);
+
+        // Either the E10 re-check after a fastpath saw the request (EXIT_HANDLED), or the kick
+        // reached the slice itself (the host IPI: EXTERNAL_INTERRUPT, no fastpath); which one
+        // depends on where the slice was when the kick landed.
+        Assert.True(
+            exit.Fastpath == FastpathResult.ExitHandled
+                || (exit.Fastpath == FastpathResult.None && exit.Exit.Reason == ExitReason.ExternalInterrupt),
+            $"exit {exit.Exit.Reason} with fastpath {exit.Fastpath}");
         Assert.Equal(ModeWord.OutsideGuestMode, rig.Shared.Mode.Read());
         var entries = rig.Stats.Entries;
         var reentered = rig.Stats.FastpathByHandler[nameof(FastpathHandler.X2ApicIcr)][nameof(FastpathResult.ReenterGuest)];
