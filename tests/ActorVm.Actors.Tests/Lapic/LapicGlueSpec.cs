@@ -99,23 +99,42 @@ public sealed class LapicGlueSpec : TestKit
         Assert.Equal(XApicBsp & ~(1UL << 11), rig.Machine.Cpus[0].ApicBase);
     }
 
-    [Fact(DisplayName = "EOI of a level-triggered vector sends IoApicEoi(vector) to the VM; an edge vector's EOI does not")]
-    public void LevelEoiGoesToTheIoApic()
+    [Fact(DisplayName = "EOI of a level-triggered vector clears the IOAPIC's remote IRR before the EOI write completes, and a line still high is sent again (kvm_ioapic_update_eoi); an edge vector's EOI leaves the IOAPIC alone")]
+    public void LevelEoiReachesTheIoApicInsideTheWrite()
     {
-        var (_, lapic, bus, _) = Create();
+        const int pin = 10;
+        var clock = new ManualTscClock();
+        var machine = Machine.CreatePc(new MachineConfig(1, 4), clock: clock);
+        var sent = new System.Collections.Concurrent.ConcurrentQueue<InterruptMessage>();
+        machine.ConnectApicBus(sent.Enqueue);
+        var ctx = new VcpuContext(machine, 0, new VmOptions(), Tracepoints.Off);
+        var lapic = Sys.ActorOf(LapicActor.Props(ctx, CreateTestProbe().Ref, new HostTimer(clock)));
         Write(lapic, Msr.ApicBase, XApicBsp | (1 << 10));
         Write(lapic, 0x80F, 0x1FF);
-        lapic.Tell(new AcceptInterrupt(new InterruptMessage(0x51, DeliveryMode.Fixed, false, Level: true, Assert: true, Shorthand.None, 0, -1, true), true));
+
+        var ioapic = machine.Platform!.IoApic;
+        ioapic.Write(0x00, 4, 0x10 + (2 * pin)); // IOREGSEL: redirection entry low
+        ioapic.Write(0x10, 4, 0x51 | (1 << 15)); // vector 0x51, level-triggered, fixed, APIC 0
+        ioapic.SetIrq(pin, true);
+        Assert.True(sent.TryDequeue(out var m) && m.Vector == 0x51 && m.Level);
+        Assert.NotEqual(0UL, ioapic.Read(0x10, 4) & (1 << 14)); // remote IRR: delivered, not EOIed
+
+        lapic.Tell(new AcceptInterrupt(m, true));
         lapic.Tell(new AcceptInterrupt(new InterruptMessage(0x41, DeliveryMode.Fixed, false, Level: false, Assert: true, Shorthand.None, 0, -1, true), true));
         lapic.Tell(AcknowledgeInterrupt.Instance);
         Assert.Equal(0x51, ExpectMsg<InterruptAcknowledged>(Bound).Vector);
-        Write(lapic, 0x80B, 0);
-        Assert.Equal(0x51, bus.ExpectMsg<VmProtocol.IoApicEoi>(Bound).Vector);
+        ioapic.SetIrq(pin, false);
+        Write(lapic, 0x80B, 0); // the reply comes after the IOAPIC saw the EOI
+        Assert.Equal(0UL, ioapic.Read(0x10, 4) & (1 << 14));
+        Assert.Empty(sent); // the line was low: nothing to send again
 
+        ioapic.SetIrq(pin, true);
+        Assert.True(sent.TryDequeue(out _));
         lapic.Tell(AcknowledgeInterrupt.Instance);
         Assert.Equal(0x41, ExpectMsg<InterruptAcknowledged>(Bound).Vector);
-        Write(lapic, 0x80B, 0);
-        bus.ExpectNoMsg(TimeSpan.FromMilliseconds(100));
+        Write(lapic, 0x80B, 0); // edge vector 0x41: the IOAPIC's entry keeps its remote IRR
+        Assert.NotEqual(0UL, ioapic.Read(0x10, 4) & (1 << 14));
+        Assert.Empty(sent);
     }
 
     [Fact(DisplayName = "INIT resets the LAPIC's timer: an armed TSC deadline is cancelled (hv deadline cleared, TimerArmed false)")]
