@@ -26,21 +26,6 @@ public static class AllToAllProbe
     private const ushort Done = 0x608;
     private const ushort Received = 0x60C;
 
-    private sealed class MarkerPort : IIoDevice
-    {
-        public readonly long[] Ticks = new long[3];
-
-        public uint In(ushort port, int size) => 0;
-
-        public void Out(ushort port, int size, uint value)
-        {
-            if (value is 1 or 2)
-            {
-                Ticks[value] = Stopwatch.GetTimestamp();
-            }
-        }
-    }
-
     /// <summary>Successors per vCPU and rounds for <paramref name="n"/> vCPUs.</summary>
     public static (int M, int R) Shape(int n)
     {

@@ -39,7 +39,7 @@ public static class BenchGuests
 
     public static IReadOnlyList<BenchGuest> All { get; } =
     [
-        new("integer", GuestPrograms.ComputeInstructionsPerIteration, 32, EmitIntegerLoop),
+        new("integer", GuestPrograms.ComputeInstructionsPerIteration, 32, GuestPrograms.EmitAnchorLoop),
         new("memory", 7, 64, EmitMemoryLoop),
         new("branchy", 9, 32, EmitBranchyLoop),
         new("callret", 6, 32, EmitCallRetLoop),
@@ -47,28 +47,6 @@ public static class BenchGuests
 
     public static BenchGuest Find(string name) =>
         All.FirstOrDefault(g => g.Name == name) ?? throw new ArgumentException($"unknown guest loop '{name}' ({string.Join(", ", All.Select(g => g.Name))})");
-
-    /// <summary>
-    /// The anchor loop of issue 7, as <see cref="GuestPrograms.BuildCompute"/> runs it (load, add,
-    /// xor, shl, store, dec, jnz). The Multiboot kernel uses BuildCompute itself, which also
-    /// checks the checksum; this copy is the boot sector's.
-    /// </summary>
-    public static void EmitIntegerLoop(Assembler a, int iterations)
-    {
-        a.mov(ecx, iterations);
-        a.mov(esi, GuestPrograms.ComputeBuffer);
-        a.mov(__dword_ptr[esi], 0);
-        a.xor(eax, eax);
-        var loop = a.CreateLabel();
-        a.Label(ref loop);
-        a.mov(edx, __dword_ptr[esi]);
-        a.add(eax, edx);
-        a.xor(eax, 0x9E3779B9u);
-        a.shl(eax, 1);
-        a.mov(__dword_ptr[esi], eax);
-        a.dec(ecx);
-        a.jnz(loop);
-    }
 
     /// <summary>Long mode: walk a 2 MiB buffer with a 4 KiB + 64 stride, loading and storing (TLB and page-walk heavy).</summary>
     public static void EmitMemoryLoop(Assembler a, int iterations)

@@ -20,27 +20,6 @@ public static class ScaleProbe
     private const byte BspVector = 0x40;
     private const byte WakeVector = 0x41;
 
-    /// <summary>Records when the guest writes a marker, with the managed heap size at that moment.</summary>
-    private sealed class MarkerPort : IIoDevice
-    {
-        public readonly long[] Ticks = new long[3];
-        public long HeapAtFirst;
-
-        public uint In(ushort port, int size) => 0;
-
-        public void Out(ushort port, int size, uint value)
-        {
-            if (value is 1 or 2)
-            {
-                Ticks[value] = Stopwatch.GetTimestamp();
-                if (value == 1)
-                {
-                    HeapAtFirst = GC.GetTotalMemory(false);
-                }
-            }
-        }
-    }
-
     public static int Run(int[] counts)
     {
         // Warm-up (JIT, first actor system), not reported.
