@@ -20,11 +20,16 @@ public sealed unsafe partial class Cpu
     private bool _breakBlock;
     private bool _shadowRenewed;
     private VmExit? _pendingExit;
-    /// <summary>The block whose instructions are running, or null at a block boundary.</summary>
+    /// <summary>
+    /// The block whose instructions are running, or the last one that ran (only meaningful while
+    /// <see cref="_index"/> is not negative). It is left set across block boundaries: storing a
+    /// reference costs a GC write barrier, and a chained loop re-runs the same block, so it is
+    /// only stored when the block changes.
+    /// </summary>
     private Block? _block;
 
-    /// <summary>The slot in <see cref="_block"/> being executed.</summary>
-    private int _index;
+    /// <summary>The slot in <see cref="_block"/> being executed, or -1 when no block is running (a block boundary).</summary>
+    private int _index = -1;
     private long _sliceRetired;
     private long _retiredBeforeSlice;
     private readonly DecodeCache _decodeCache = new();
@@ -237,7 +242,7 @@ public sealed unsafe partial class Cpu
     private VmExit? RunBlocks(int maxInstructions, long chainUntil)
     {
         // A fetch fault on a block's first instruction is a fault at RIP: no block is running.
-        _block = null;
+        _index = -1;
         var block = _decodeCache.Lookup(this);
         while (true)
         {
@@ -247,14 +252,19 @@ public sealed unsafe partial class Cpu
                 return RunPartialBlock(block, maxInstructions);
             }
 
-            _block = block;
+            // A reference store is a GC write barrier; a loop's back edge re-runs the same block.
+            if (!ReferenceEquals(_block, block))
+            {
+                _block = block;
+            }
+
             if (RunSlots(ops, block.Count) is var broken and >= 0)
             {
                 // The last slot may be a fused pair: both of its instructions retired.
                 return EndBrokenBlock(block, broken, broken == block.Count - 1 ? ops.Length - broken : 1);
             }
 
-            _block = null;
+            _index = -1;
             Retire(ops.Length);
             if (_sliceRetired >= chainUntil || ModeWord.Read() == ModeWord.ExitingGuestMode)
             {
@@ -318,7 +328,7 @@ public sealed unsafe partial class Cpu
             }
         }
 
-        _block = null;
+        _index = -1;
         Retire(count);
         return null;
     }
@@ -330,7 +340,7 @@ public sealed unsafe partial class Cpu
     /// </summary>
     private VmExit? EndBrokenBlock(Block block, int i, int width)
     {
-        _block = null;
+        _index = -1;
         if (_pendingExit is { } exit)
         {
             _pendingExit = null;
@@ -352,11 +362,11 @@ public sealed unsafe partial class Cpu
     /// </summary>
     private void UnwindToFaultingInstruction()
     {
-        if (_block is { } b)
+        if (_index >= 0 && _block is { } b)
         {
             Retire(_index);
             Rip = b.Ops[_index].Instruction.IP;
-            _block = null;
+            _index = -1;
         }
     }
 
@@ -409,7 +419,7 @@ public sealed unsafe partial class Cpu
     internal void BreakBlock() => _breakBlock = true;
 
     /// <summary>The RIP of the instruction being executed (handlers have it as their instruction's IP).</summary>
-    internal ulong InstructionStart => _block is { } b ? b.Ops[_index].Instruction.IP : Rip;
+    internal ulong InstructionStart => _index >= 0 && _block is { } b ? b.Ops[_index].Instruction.IP : Rip;
 
     /// <summary>Drops every cached decode (mode switch that changes how bytes decode is handled by keys; this is for tests).</summary>
     public void FlushDecodeCache() => _decodeCache.Clear();
