@@ -161,9 +161,12 @@ awk -v n1="$N1" -v n2="$N2" -v loops="$LOOPS" -v emus="${EMULATORS[*]}" -v dat="
                     k1 = r " " loop " " name " " n1; k2 = r " " loop " " name " " n2
                     dc = cpu[k2] - cpu[k1]; dw = wall[k2] - wall[k1]
                     m++; c[m] = dc > 0 ? instr / dc / 1e6 : 0; w[m] = dw > 0 ? instr / dw / 1e6 : 0
+                    if (dc <= 0) unresolved++
                 }
                 med[loop, name] = median(c, m); lo = c[1]; hi = c[m]; mw = median(w, m)
                 printf "  %-8s %10.0f %10.0f %10.0f %10.0f\n", name, med[loop, name], lo, hi, mw
+                if (unresolved) printf "  warning: %s took no more CPU time at N2 than at N1 in %d round(s) (0 MIPS there): raise N2 - N1\n", name, unresolved
+                unresolved = 0
                 line = line " " med[loop, name] " " lo " " hi
             }
             print line > dat
