@@ -187,7 +187,7 @@ public sealed class VcpuActor : ReceiveActor
             counters.Add(ref counters.SecondForcedEntryInInnerLoop);
         }
 
-        var deadline = ProgramPreemptionTimer(force, out var entryTsc);
+        var deadline = ProgramPreemptionTimer(force);
         if (force && method == ImmediateExitMethod.SelfIpi)
         {
             SendSelfIpi();
@@ -198,7 +198,7 @@ public sealed class VcpuActor : ReceiveActor
         var budget = Math.Min(_ctx.Options.SliceInstructions, _ctx.RemainingInstructions);
         var tpr = Shared.Tpr;
         cpu.Cr8 = VcpuShared.Cr8Of(tpr);
-        var exit = cpu.Run(new VmEntry(deadline, _injection, _irqWindow, _nmiWindow, budget, entryTsc));
+        var exit = cpu.Run(new VmEntry(deadline, _injection, _irqWindow, _nmiWindow, budget));
         if (cpu.SliceDeadlineTsc != deadline)
         {
             // The slice adopted a deadline the LAPIC published after this entry began: the
@@ -254,12 +254,9 @@ public sealed class VcpuActor : ReceiveActor
     /// vmx_update_hv_timer(force): 0 when forced; the LAPIC's hv deadline when offloaded;
     /// otherwise soft-disabled, armed at 0xFFFFFFFF (scaled) so a spurious expiry stays possible.
     /// Without the preemption timer (self-IPI method) there is no deadline at all.
-    /// <paramref name="entryTsc"/> is the TSC read for the soft-disabled deadline (0 when none was
-    /// read), which the slice's first deadline check reuses.
     /// </summary>
-    private ulong ProgramPreemptionTimer(bool force, out ulong entryTsc)
+    private ulong ProgramPreemptionTimer(bool force)
     {
-        entryTsc = 0;
         if (_ctx.Options.ImmediateExit != ImmediateExitMethod.PreemptionTimer)
         {
             _ctx.Cpu.PublishedDeadline = null;
@@ -287,8 +284,7 @@ public sealed class VcpuActor : ReceiveActor
         }
 
         _softDisabled = true;
-        entryTsc = _ctx.Cpu.Clock.ReadTsc();
-        return entryTsc + SoftDisabledSpan;
+        return _ctx.Cpu.Clock.ReadTsc() + SoftDisabledSpan;
     }
 
     /// <summary>

@@ -111,13 +111,7 @@ public sealed unsafe partial class Cpu
                     SliceDeadlineTsc = deadline;
                 }
 
-                // At the first check nothing has retired yet: against the entry's own deadline the
-                // TSC the run loop read at entry is as good as a new read, and saves a
-                // clock_gettime per fastpath re-entry. An adopted deadline reads the clock.
-                var now = _sliceRetired == 0 && entry.EntryTsc != 0 && deadline == entry.PreemptionDeadlineTsc
-                    ? entry.EntryTsc
-                    : Clock.ReadTsc();
-                if (now >= deadline)
+                if (Clock.ReadTsc() >= deadline)
                 {
                     return ExitNow(ExitReason.PreemptionTimer);
                 }

@@ -12,18 +12,12 @@ namespace ActorVm.Hardware.X86;
 /// <param name="InterruptWindowExiting">Exit 7 as soon as RFLAGS.IF=1 and no STI/MOV-SS shadow.</param>
 /// <param name="NmiWindowExiting">Exit 8 as soon as NMIs are unblocked.</param>
 /// <param name="InstructionBudget">Leave the slice (exit 1, as a host timer tick would) after this many instructions.</param>
-/// <param name="EntryTsc">
-/// The guest TSC the run loop read while programming this entry's deadline (0: none). The slice's
-/// first deadline check, before any instruction retires, compares against it instead of reading
-/// the clock a second time per entry (vmx_update_hv_timer reads the TSC once per VM-entry too).
-/// </param>
 public readonly record struct VmEntry(
     ulong PreemptionDeadlineTsc = ulong.MaxValue,
     EventInjection? Injection = null,
     bool InterruptWindowExiting = false,
     bool NmiWindowExiting = false,
-    long InstructionBudget = long.MaxValue,
-    ulong EntryTsc = 0)
+    long InstructionBudget = long.MaxValue)
 {
     /// <summary>An entry with no deadline, injection or window (a zero-initialised VmEntry would fire the preemption timer at once).</summary>
     public VmEntry()
