@@ -291,7 +291,8 @@ public sealed class VcpuActor : ReceiveActor
         // VMCS keeps it for the following entries. Likewise an entry that stays soft-disabled keeps
         // the deadline programmed earlier in this turn instead of reading the clock again (one
         // clock_gettime per fastpath re-entry instead of two). A turn lasts milliseconds, far
-        // below SoftDisabledSpan, so the spurious expiry stays as far away as KVM's.
+        // below SoftDisabledSpan, and an expiry resets it (PreemptionTimerFastpath rule 1), so the
+        // spurious expiry stays as far away as KVM's.
         if (!_softDisabled || _softDeadline == 0)
         {
             _softDeadline = _ctx.Cpu.Clock.ReadTsc() + SoftDisabledSpan;
@@ -339,9 +340,11 @@ public sealed class VcpuActor : ReceiveActor
     /// <summary>handle_fastpath_preemption_timer, in the order of Linux 6.9 ([S2]).</summary>
     private FastpathResult PreemptionTimerFastpath(bool force)
     {
-        // 1. A soft-disabled timer's expiry is spurious: nothing to do.
+        // 1. A soft-disabled timer's expiry is spurious: nothing to do. The VMCS reloads the -1
+        //    value at the next entry, so that entry programs a whole span again.
         if (_softDisabled)
         {
+            _softDeadline = 0;
             return FastpathResult.ReenterGuest;
         }
 
