@@ -40,6 +40,9 @@ public sealed class VcpuActor : ReceiveActor
     private bool _nmiWindow;
     private bool _reentry;
     private bool _softDisabled;
+
+    /// <summary>The soft-disabled deadline programmed in this actor turn (0: none yet; see <see cref="ProgramPreemptionTimer"/>).</summary>
+    private ulong _softDeadline;
     private ulong _hvProgrammed = VcpuShared.NoDeadline;
     private VmExit _lastExit;
     private bool _awaitingLapic;
@@ -133,6 +136,7 @@ public sealed class VcpuActor : ReceiveActor
     /// </summary>
     private void InnerLoop()
     {
+        _softDeadline = 0; // a new turn programs the soft-disabled span afresh
         var retired = 0L;
         for (var entries = 1; ; entries++)
         {
@@ -283,8 +287,19 @@ public sealed class VcpuActor : ReceiveActor
             return hv == 0 ? 1 : hv; // 0 would mean "forced"; an already-due deadline still exits at once
         }
 
+        // vmx_update_hv_timer writes the -1 value only when the timer is not soft-disabled yet; the
+        // VMCS keeps it for the following entries. Likewise an entry that stays soft-disabled keeps
+        // the deadline programmed earlier in this turn instead of reading the clock again (one
+        // clock_gettime per fastpath re-entry instead of two). A turn lasts milliseconds, far
+        // below SoftDisabledSpan, and an expiry resets it (PreemptionTimerFastpath rule 1), so the
+        // spurious expiry stays as far away as KVM's.
+        if (!_softDisabled || _softDeadline == 0)
+        {
+            _softDeadline = _ctx.Cpu.Clock.ReadTsc() + SoftDisabledSpan;
+        }
+
         _softDisabled = true;
-        return _ctx.Cpu.Clock.ReadTsc() + SoftDisabledSpan;
+        return _softDeadline;
     }
 
     /// <summary>
@@ -325,9 +340,11 @@ public sealed class VcpuActor : ReceiveActor
     /// <summary>handle_fastpath_preemption_timer, in the order of Linux 6.9 ([S2]).</summary>
     private FastpathResult PreemptionTimerFastpath(bool force)
     {
-        // 1. A soft-disabled timer's expiry is spurious: nothing to do.
+        // 1. A soft-disabled timer's expiry is spurious: nothing to do. The VMCS reloads the -1
+        //    value at the next entry, so that entry programs a whole span again.
         if (_softDisabled)
         {
+            _softDeadline = 0;
             return FastpathResult.ReenterGuest;
         }
 

@@ -35,10 +35,26 @@ public sealed class IcrFastpathSpec : TestKit
         public VcpuStatistics Stats => Ctx.Counters.Snapshot(0);
     }
 
-    private Rig Create(Action<Assembler> program, VmOptions? options = null)
+    /// <summary>A still clock that counts its reads: how often an entry consults the guest TSC.</summary>
+    private sealed class CountingTscClock : ITscClock
+    {
+        private long _reads;
+
+        public ulong Frequency => 1_000_000_000;
+
+        public long Reads => Volatile.Read(ref _reads);
+
+        public ulong ReadTsc()
+        {
+            Interlocked.Increment(ref _reads);
+            return 1_000;
+        }
+    }
+
+    private Rig Create(Action<Assembler> program, VmOptions? options = null, ITscClock? guestClock = null)
     {
         var clock = new ManualTscClock();
-        var machine = new Machine(new MachineConfig(Vcpus, 4), clock);
+        var machine = new Machine(new MachineConfig(Vcpus, 4), guestClock ?? clock);
         TestGuest.LoadReal(machine, 0, program);
         machine.Cpus[0].ApicBase |= MsrApicBase.X2Apic;
         var sink = new TraceSink();
@@ -149,5 +165,32 @@ public sealed class IcrFastpathSpec : TestKit
         Thread.Sleep(20);
         Assert.Equal(entries, rig.Stats.Entries); // stopped: no entry after the exit
         rig.Lapics[0].ExpectNoMsg(TimeSpan.FromMilliseconds(10)); // the sender's LAPIC never had to apply a write
+    }
+
+    [Fact(DisplayName = "A soft-disabled re-entry keeps the turn's deadline (vmx_update_hv_timer): one TSC read per fastpath re-entry, not two")]
+    public void SoftDisabledReentryReadsTheClockOnce()
+    {
+        const int writes = 20;
+        var clock = new CountingTscClock();
+        var rig = Create(a =>
+        {
+            for (var i = 0; i < writes; i++)
+            {
+                a.Wrmsr(0x830, 0x0000_0002_0000_4041UL);
+            }
+
+            a.@out(0x80, al);
+            a.hlt();
+        }, guestClock: clock);
+        rig.RunLoop.Send(rig.Vcpu, Plain);
+
+        var io = rig.RunLoop.ExpectMsg<VcpuExited>(Bound);
+        Assert.Equal(ExitReason.IoInstruction, io.Exit.Reason);
+        Assert.Equal(writes, rig.Stats.FastpathByHandler[nameof(FastpathHandler.X2ApicIcr)][nameof(FastpathResult.ReenterGuest)]);
+        Assert.Equal(writes + 1, rig.Stats.Entries);
+
+        // Per entry the slice's first deadline check reads the clock; only the first entry of the
+        // turn also reads it to program the soft-disabled span (before: two reads per entry).
+        Assert.Equal(writes + 2, clock.Reads);
     }
 }
