@@ -38,11 +38,12 @@ public sealed partial class ProgressDisplayTests
         terminal.Profile.Width = 120;
         terminal.Profile.Height = 40;
 
-        // Two vCPUs: the BSP takes 600 periodic LAPIC timer interrupts 1 ms apart (over half a
-        // second of running between halts); the AP halts once started and stays halted.
+        // Two vCPUs: the BSP takes 2,000 periodic LAPIC timer interrupts 1 ms apart (two seconds
+        // of running between halts, so the 200 ms frames keep coming even when a loaded machine
+        // delays the first one by a second); the AP halts once started and stays halted.
         using var machine = Machine.CreatePc(new MachineConfig(2, 16), _ => { });
         var image = GuestPrograms.Find("timer")!.BuildImage(2, GuestApicMode.X2Apic, 2_000_000_000,
-            new Dictionary<string, string> { ["mode"] = "periodic", ["count"] = "600", ["periodUs"] = "1000" });
+            new Dictionary<string, string> { ["mode"] = "periodic", ["count"] = "2000", ["periodUs"] = "1000" });
         MultibootLoader.Load(machine, image, "timer");
 
         var monitor = new RunMonitor(new ProgressDisplay(terminal, "progress-test", WallSeconds));
