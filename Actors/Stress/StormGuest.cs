@@ -595,10 +595,7 @@ public static class StormGuest
         public void Emit(Assembler a, int vcpus, uint timerDelta)
         {
             // Fixed IPI: free own slot; a free slot means nobody sent this one (a duplicate).
-            a.Label(ref IpiHandler);
-            a.push(eax);
-            a.push(ecx);
-            a.push(edx);
+            EnterHandler(a, ref IpiHandler);
             a.xor(eax, eax);
             a.xchg(__word_ptr.gs[esi * 2], ax);
             var got = a.CreateLabel();
@@ -619,18 +616,12 @@ public static class StormGuest
             EoiAndReturn(a);
 
             // Self-IPI and ping: count.
-            a.Label(ref CountHandler);
-            a.push(eax);
-            a.push(ecx);
-            a.push(edx);
+            EnterHandler(a, ref CountHandler);
             a.inc(__dword_ptr.fs[Received]);
             EoiAndReturn(a);
 
             // TSC-deadline timer: count; the MSR must read 0 once the IRQ is in (I10); re-arm unless stopping.
-            a.Label(ref TimerHandler);
-            a.push(eax);
-            a.push(ecx);
-            a.push(edx);
+            EnterHandler(a, ref TimerHandler);
             a.inc(__dword_ptr.fs[Fired]);
             a.mov(ecx, Msr.TscDeadline);
             a.rdmsr();
@@ -647,10 +638,7 @@ public static class StormGuest
             EoiAndReturn(a);
 
             // Periodic tick: count it and keep the TSC of the last one.
-            a.Label(ref TickHandler);
-            a.push(eax);
-            a.push(ecx);
-            a.push(edx);
+            EnterHandler(a, ref TickHandler);
             a.inc(__dword_ptr.fs[Fired]);
             a.rdtsc();
             a.mov(__dword_ptr.es[8], eax);
@@ -676,10 +664,7 @@ public static class StormGuest
             a.iret();
 
             // Any other vector: counted as stray (misrouted or invented).
-            a.Label(ref StrayHandler);
-            a.push(eax);
-            a.push(ecx);
-            a.push(edx);
+            EnterHandler(a, ref StrayHandler);
             a.@lock.inc(__dword_ptr[Stray]);
             EoiAndReturn(a);
 
@@ -701,6 +686,15 @@ public static class StormGuest
             a.wrmsr();
             a.inc(__dword_ptr.fs[Armed]);
             a.ret();
+        }
+
+        /// <summary>A handler's entry: its label, then the scratch registers <see cref="EoiAndReturn"/> restores.</summary>
+        private static void EnterHandler(Assembler a, ref Label handler)
+        {
+            a.Label(ref handler);
+            a.push(eax);
+            a.push(ecx);
+            a.push(edx);
         }
 
         private void EoiAndReturn(Assembler a)
