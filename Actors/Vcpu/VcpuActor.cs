@@ -202,7 +202,9 @@ public sealed class VcpuActor : ReceiveActor
         var budget = Math.Min(_ctx.Options.SliceInstructions, _ctx.RemainingInstructions);
         var tpr = Shared.Tpr;
         cpu.Cr8 = VcpuShared.Cr8Of(tpr);
-        var exit = cpu.Run(new VmEntry(deadline, _injection, _irqWindow, _nmiWindow, budget));
+        // A soft-disabled deadline was computed from a clock read in this turn, SoftDisabledSpan
+        // ahead: the slice need not read the clock again before its first block.
+        var exit = cpu.Run(new VmEntry(deadline, _injection, _irqWindow, _nmiWindow, budget, DeadlineKnownFar: _softDisabled));
         if (cpu.SliceDeadlineTsc != deadline)
         {
             // The slice adopted a deadline the LAPIC published after this entry began: the
