@@ -93,7 +93,7 @@ public sealed class VcpuActor : ReceiveActor
         if (Shared.ExitRequest && _ctx.Options.Faults?.SkipEntryRecheck != true)
         {
             Shared.Mode.Set(ModeWord.OutsideGuestMode);
-            _ctx.Counters.Add(ref _ctx.Counters.EntriesCancelled);
+            VcpuCounters.AddOwn(ref _ctx.Counters.EntriesCancelled);
             _ctx.Options.Observer?.EntryCancelled(_ctx.Id, _requestsAtCheck, _modeAtCheck);
             _runLoop.Tell(new EntryCancelled(run.Force, run.Injection));
             return;
@@ -185,10 +185,10 @@ public sealed class VcpuActor : ReceiveActor
             _ctx.Trace.KvmEntry(_ctx.Id, cpu.Rip, force);
         }
 
-        counters.Add(ref counters.Entries);
+        VcpuCounters.AddOwn(ref counters.Entries);
         if (force && _reentry)
         {
-            counters.Add(ref counters.SecondForcedEntryInInnerLoop);
+            VcpuCounters.AddOwn(ref counters.SecondForcedEntryInInnerLoop);
         }
 
         var deadline = ProgramPreemptionTimer(force);
@@ -215,7 +215,7 @@ public sealed class VcpuActor : ReceiveActor
 
         SyncCr8ToLapic(tpr);
         _injection = null;
-        counters.Add(ref counters.InstructionsRetired, exit.InstructionsRetired);
+        VcpuCounters.AddOwn(ref counters.InstructionsRetired, exit.InstructionsRetired);
         counters.CountExit(exit.Reason);
         if (force)
         {
