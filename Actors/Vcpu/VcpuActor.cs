@@ -43,6 +43,7 @@ public sealed class VcpuActor : ReceiveActor
 
     /// <summary>The soft-disabled deadline programmed in this actor turn (0: none yet; see <see cref="ProgramPreemptionTimer"/>).</summary>
     private ulong _softDeadline;
+    private bool _softDeadlineKept;
     private ulong _hvProgrammed = VcpuShared.NoDeadline;
     private VmExit _lastExit;
     private bool _awaitingLapic;
@@ -202,9 +203,7 @@ public sealed class VcpuActor : ReceiveActor
         var budget = Math.Min(_ctx.Options.SliceInstructions, _ctx.RemainingInstructions);
         var tpr = Shared.Tpr;
         cpu.Cr8 = VcpuShared.Cr8Of(tpr);
-        // A soft-disabled deadline was computed from a clock read in this turn, SoftDisabledSpan
-        // ahead: the slice need not read the clock again before its first block.
-        var exit = cpu.Run(new VmEntry(deadline, _injection, _irqWindow, _nmiWindow, budget, DeadlineKnownFar: _softDisabled));
+        var exit = cpu.Run(new VmEntry(deadline, _injection, _irqWindow, _nmiWindow, budget, DeadlineKnownFar: _softDeadlineKept));
         if (cpu.SliceDeadlineTsc != deadline)
         {
             // The slice adopted a deadline the LAPIC published after this entry began: the
@@ -263,6 +262,7 @@ public sealed class VcpuActor : ReceiveActor
     /// </summary>
     private ulong ProgramPreemptionTimer(bool force)
     {
+        _softDeadlineKept = false;
         if (_ctx.Options.ImmediateExit != ImmediateExitMethod.PreemptionTimer)
         {
             _ctx.Cpu.PublishedDeadline = null;
@@ -294,8 +294,11 @@ public sealed class VcpuActor : ReceiveActor
         // the deadline programmed earlier in this turn instead of reading the clock again (one
         // clock_gettime per fastpath re-entry instead of two). A turn lasts milliseconds, far
         // below SoftDisabledSpan, and an expiry resets it (PreemptionTimerFastpath rule 1), so the
-        // spurious expiry stays as far away as KVM's.
-        if (!_softDisabled || _softDeadline == 0)
+        // spurious expiry stays as far away as KVM's. For the same reason a kept deadline is known
+        // not to be due, as KVM's timer keeps counting down from the value written then: the
+        // slice need not read the clock before its first block either (VmEntry.DeadlineKnownFar).
+        _softDeadlineKept = _softDisabled && _softDeadline != 0;
+        if (!_softDeadlineKept)
         {
             _softDeadline = _ctx.Cpu.Clock.ReadTsc() + SoftDisabledSpan;
         }
