@@ -15,7 +15,7 @@ namespace ActorVm.Benchmarks;
 [MemoryDiagnoser]
 public class GuestMipsBenchmarks
 {
-    private const int Iterations = 2_000_000;
+    public const int Iterations = 2_000_000;
 
     private static readonly Dictionary<string, byte[]> Images =
         BenchGuests.All.ToDictionary(g => g.Name, g => g.Build(Iterations));
