@@ -93,7 +93,7 @@ public sealed class VcpuActor : ReceiveActor
         if (Shared.ExitRequest && _ctx.Options.Faults?.SkipEntryRecheck != true)
         {
             Shared.Mode.Set(ModeWord.OutsideGuestMode);
-            _ctx.Counters.Add(ref _ctx.Counters.EntriesCancelled);
+            VcpuCounters.AddOwn(ref _ctx.Counters.EntriesCancelled);
             _ctx.Options.Observer?.EntryCancelled(_ctx.Id, _requestsAtCheck, _modeAtCheck);
             _runLoop.Tell(new EntryCancelled(run.Force, run.Injection));
             return;
@@ -185,10 +185,10 @@ public sealed class VcpuActor : ReceiveActor
             _ctx.Trace.KvmEntry(_ctx.Id, cpu.Rip, force);
         }
 
-        counters.Add(ref counters.Entries);
+        VcpuCounters.AddOwn(ref counters.Entries);
         if (force && _reentry)
         {
-            counters.Add(ref counters.SecondForcedEntryInInnerLoop);
+            VcpuCounters.AddOwn(ref counters.SecondForcedEntryInInnerLoop);
         }
 
         var deadline = ProgramPreemptionTimer(force);
@@ -202,7 +202,9 @@ public sealed class VcpuActor : ReceiveActor
         var budget = Math.Min(_ctx.Options.SliceInstructions, _ctx.RemainingInstructions);
         var tpr = Shared.Tpr;
         cpu.Cr8 = VcpuShared.Cr8Of(tpr);
-        var exit = cpu.Run(new VmEntry(deadline, _injection, _irqWindow, _nmiWindow, budget));
+        // A soft-disabled deadline was computed from a clock read in this turn, SoftDisabledSpan
+        // ahead: the slice need not read the clock again before its first block.
+        var exit = cpu.Run(new VmEntry(deadline, _injection, _irqWindow, _nmiWindow, budget, DeadlineKnownFar: _softDisabled));
         if (cpu.SliceDeadlineTsc != deadline)
         {
             // The slice adopted a deadline the LAPIC published after this entry began: the
@@ -213,7 +215,7 @@ public sealed class VcpuActor : ReceiveActor
 
         SyncCr8ToLapic(tpr);
         _injection = null;
-        counters.Add(ref counters.InstructionsRetired, exit.InstructionsRetired);
+        VcpuCounters.AddOwn(ref counters.InstructionsRetired, exit.InstructionsRetired);
         counters.CountExit(exit.Reason);
         if (force)
         {

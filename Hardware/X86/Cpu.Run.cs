@@ -83,7 +83,9 @@ public sealed unsafe partial class Cpu
 
         var budget = entry.InstructionBudget;
         var published = PublishedDeadline;
-        var nextDeadlineCheck = deadline == ulong.MaxValue && published is null ? long.MaxValue : 0;
+        var nextDeadlineCheck = deadline == ulong.MaxValue && published is null ? long.MaxValue
+            : entry.DeadlineKnownFar ? DeadlineCheckInterval
+            : 0;
         while (true)
         {
             if (ModeWord.Read() == ModeWord.ExitingGuestMode)
