@@ -27,6 +27,7 @@ public sealed class LapicActor : ReceiveActor
     private readonly IActorRef _vm;
     private readonly HostTimer _timer;
     private readonly bool _hvBackend;
+    private readonly bool _ignorePriority;
     private bool _hvInUse;
     private long _generation;
     private ulong _armedDeadline = ulong.MaxValue;
@@ -42,6 +43,7 @@ public sealed class LapicActor : ReceiveActor
         _apic = new LocalApic(ctx.Id, new ApicConfig(ctx.Cpu.Clock.Frequency, model.TscDeadline, model.X2Apic, model.PhysicalAddressBits));
         _hvBackend = ctx.Options.EffectiveTimer == TimerBackend.Hv;
         _hvInUse = _hvBackend;
+        _ignorePriority = ctx.Options.Faults?.IgnorePriority == true;
         ctx.Apic = _apic; // TPR 0 at epoch 0 is what VcpuShared starts with
 
         Receive<AcceptInterrupt>(m => Accept(m.Message, m.MatchDestination));
@@ -239,7 +241,19 @@ public sealed class LapicActor : ReceiveActor
     private void Acknowledge()
     {
         var before = _ctx.Options.Observer is null ? null : Stress.ApicSnapshot.Of(_apic);
-        var vector = _apic.TryAcknowledge(out var v) ? v : -1;
+        int vector;
+        if (_ignorePriority && _apic.HighestIrr() is var irr and >= 0)
+        {
+            // Negative control (FaultInjection.IgnorePriority, breaks I11): INTA of the highest
+            // IRR vector whether or not its class beats PPR.
+            _apic.AcknowledgeVector((byte)irr);
+            vector = irr;
+        }
+        else
+        {
+            vector = _apic.TryAcknowledge(out var v) ? v : -1;
+        }
+
         if (before is not null)
         {
             _ctx.Options.Observer!.Acknowledged(_ctx.Id, before, vector);
@@ -282,7 +296,7 @@ public sealed class LapicActor : ReceiveActor
             return;
         }
 
-        if (_apic.SetCr8(m.Cr8))
+        if (_apic.SetCr8(m.Cr8) || PriorityIgnoredEvent)
         {
             RaiseEvent();
         }
@@ -329,6 +343,10 @@ public sealed class LapicActor : ReceiveActor
             if (self)
             {
                 Accept(ipi, matchDestination: false);
+                if (ipi.Shorthand == Shorthand.Self && _ctx.Options.Faults?.DuplicateSelfIpi == true)
+                {
+                    Accept(ipi, matchDestination: false); // negative control: breaks I13 (exactly once)
+                }
             }
 
             if (ipi.Shorthand != Shorthand.Self)
@@ -367,7 +385,7 @@ public sealed class LapicActor : ReceiveActor
 
         // LINT0 switched to ExtINT (or the APIC was hardware-disabled) while the PIC may already be
         // asserting INTR: the run loop must look at the PIC again.
-        if (effects.EventNeeded || (_apic.AcceptsPicInterrupts && !Shared.AcceptsPicInterrupts))
+        if (effects.EventNeeded || (_apic.AcceptsPicInterrupts && !Shared.AcceptsPicInterrupts) || PriorityIgnoredEvent)
         {
             RaiseEvent();
         }
@@ -376,6 +394,13 @@ public sealed class LapicActor : ReceiveActor
             Publish();
         }
     }
+
+    /// <summary>
+    /// Negative control (FaultInjection.IgnorePriority, breaks I11): apic_update_ppr asks for
+    /// EVENT when an interrupt beats the new PPR; with PPR ignored, anything in IRR does, so a
+    /// TPR raised over a pending vector still sends the run loop to acknowledge it.
+    /// </summary>
+    private bool PriorityIgnoredEvent => _ignorePriority && _apic.HighestIrr() >= 0;
 
     /// <summary>The LAPIC state before an EOI write, for the invariant checker (null when none is installed).</summary>
     private Stress.ApicSnapshot? EoiSnapshot(bool eoi) => eoi && _ctx.Options.Observer is not null ? Stress.ApicSnapshot.Of(_apic) : null;
@@ -483,8 +508,16 @@ public sealed class LapicActor : ReceiveActor
 
     private void Publish()
     {
-        Shared.Ppr = _apic.Ppr;
-        Shared.HighestDeliverable = _apic.HighestPendingDeliverable();
+        var (ppr, deliverable) = (_apic.Ppr, _apic.HighestPendingDeliverable());
+        if (deliverable < 0 && _ignorePriority)
+        {
+            // Negative control (FaultInjection.IgnorePriority, breaks I11): PPR masks nothing,
+            // neither what is in IRR nor posted vectors (VcpuShared.InterruptPending).
+            (ppr, deliverable) = (0, _apic.HighestIrr());
+        }
+
+        Shared.Ppr = ppr;
+        Shared.HighestDeliverable = deliverable;
         Shared.AcceptsPicInterrupts = _apic.AcceptsPicInterrupts;
 
         // Timer expiries happen in Expire and also inside register writes (a TSC deadline already

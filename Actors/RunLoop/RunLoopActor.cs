@@ -309,10 +309,13 @@ public sealed partial class RunLoopActor : ReceiveActor
             _mp = bsp ? MpState.Runnable : MpState.InitReceived;
         }
 
-        if ((events & VcpuShared.ApicSipi) != 0 && _mp == MpState.InitReceived)
+        // A SIPI outside INIT_RECEIVED is dropped (SDM 9.4.4); the negative control
+        // FaultInjection.AcceptStraySipi honours it anyway, breaking I14.
+        if ((events & VcpuShared.ApicSipi) != 0 && (_mp == MpState.InitReceived || _ctx.Options.Faults?.AcceptStraySipi == true))
         {
             Cpu.Seg[(int)SegReg.CS] = Segment.Real((ushort)(sipiVector << 8), 0x9B);
             Cpu.Rip = 0;
+            Cpu.Halted = false; // only a stray start (negative control) can find the AP in HLT
             Cpu.UpdateMode();
             _mp = MpState.Runnable;
         }

@@ -23,14 +23,17 @@ public static class StormRunner
         }
 
         using var checker = new InvariantChecker(settings.Seed, settings.StallBound);
-        using var machine = new Machine(new MachineConfig(settings.Vcpus, MemoryMiB: 2));
+        using var machine = new Machine(new MachineConfig(settings.Vcpus, MemoryMiB: 2, TscHz: settings.TscHz));
         IVmControl? control = null;
-        var faults = settings.Delays || settings.SkipEntryRecheck || settings.KickBeforeRequest || settings.Fail != FailingActor.None
+        var faults = settings.Delays || settings.BreaksProtocol || settings.Fail != FailingActor.None
             ? new FaultInjection(settings.Delays ? settings.MaxDelayMicroseconds : 0, settings.SkipEntryRecheck, settings.KickBeforeRequest, settings.Seed)
             {
                 Fail = settings.Fail,
                 FailAfter = settings.FailAfter,
                 ShuffleDispatch = settings.Delays,
+                IgnorePriority = settings.IgnorePriority,
+                AcceptStraySipi = settings.AcceptStraySipi,
+                DuplicateSelfIpi = settings.DuplicateSelfIpi,
             }
             : null;
         var options = new VmOptions

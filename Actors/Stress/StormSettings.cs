@@ -16,6 +16,18 @@ public sealed record StormSettings(StormKind Kind, int Vcpus, TimeSpan Duration,
     /// <summary>Negative control: the LAPIC kicks before it makes the request (must be reported as I1 or I4).</summary>
     public bool KickBeforeRequest { get; init; }
 
+    /// <summary>Negative control: the LAPIC offers and acknowledges the highest IRR vector regardless of PPR (must be reported as I11).</summary>
+    public bool IgnorePriority { get; init; }
+
+    /// <summary>Negative control: a SIPI outside INIT_RECEIVED restarts the AP instead of being dropped (must be reported as I14).</summary>
+    public bool AcceptStraySipi { get; init; }
+
+    /// <summary>Negative control: the sender's LAPIC accepts each self-IPI twice (must be reported as I13).</summary>
+    public bool DuplicateSelfIpi { get; init; }
+
+    /// <summary>Whether any switch that breaks the protocol on purpose is on.</summary>
+    public bool BreaksProtocol => SkipEntryRecheck || KickBeforeRequest || IgnorePriority || AcceptStraySipi || DuplicateSelfIpi;
+
     /// <summary>Actor failure injection: which actor throws, after how many of its turns.</summary>
     public FailingActor Fail { get; init; } = FailingActor.None;
 
@@ -37,6 +49,14 @@ public sealed record StormSettings(StormKind Kind, int Vcpus, TimeSpan Duration,
     public bool CheckTrace { get; init; } = true;
 
     public long SliceInstructions { get; init; } = 20_000;
+
+    /// <summary>
+    /// The guests' TSC frequency (MachineConfig's 2 GHz by default). The timer storms re-arm
+    /// 2,000-20,000 ticks ahead, so a slower TSC makes their timer IRQs rarer in wall time: the
+    /// IgnorePriority control needs a vector that TPR masks pending without the timer's higher
+    /// class beating it legally, which a 2 GHz TSC leaves to a warmed-up JIT.
+    /// </summary>
+    public ulong TscHz { get; init; } = 2_000_000_000;
 
     public VcpuDispatcher Dispatcher { get; init; } = VcpuDispatcher.Shared;
 

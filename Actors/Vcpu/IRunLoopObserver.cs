@@ -108,6 +108,28 @@ public sealed record FaultInjection(int MaxDelayMicroseconds = 0, bool SkipEntry
     /// <summary>Also yield the thread at random at the delay points, so actors are dispatched in a different order.</summary>
     public bool ShuffleDispatch { get; init; }
 
+    /// <summary>
+    /// Breaks I11: the LAPIC ignores TPR/PPR when it offers an interrupt for injection. It
+    /// publishes the highest IRR vector as deliverable and INTA acknowledges it even when its
+    /// class does not beat PPR (SDM 11.8.3.1; KVM apic_has_interrupt_for_ppr is skipped). A storm
+    /// that raises TPR (<c>mixed</c>) must report I11.
+    /// </summary>
+    public bool IgnorePriority { get; init; }
+
+    /// <summary>
+    /// Breaks I14: kvm_apic_accept_events honours a SIPI in any mp_state, not only in
+    /// INIT_RECEIVED, so a stray SIPI restarts a running or halted AP at vector·256:0 (SDM
+    /// 9.4.4: a SIPI outside wait-for-SIPI is ignored). <c>sipi-race</c> must report I14.
+    /// </summary>
+    public bool AcceptStraySipi { get; init; }
+
+    /// <summary>
+    /// Breaks I13: the sender's LAPIC accepts each self-IPI (ICR self shorthand or SELF_IPI)
+    /// twice, as a delivery path that also handed the sender its own broadcast would. The second
+    /// acceptance coalesces in IRR, so only the checker can see it; <c>self-ipi</c> must report I13.
+    /// </summary>
+    public bool DuplicateSelfIpi { get; init; }
+
     /// <summary>Called at the top of each turn of the vCPU, run-loop and LAPIC actors.</summary>
     public void MaybeFail(Stress.FailingActor actor, int vcpu)
     {

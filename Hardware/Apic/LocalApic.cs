@@ -206,6 +206,23 @@ public sealed partial class LocalApic
         return true;
     }
 
+    /// <summary>
+    /// kvm_apic_ack_interrupt: moves <paramref name="vector"/> from IRR to ISR (PPR follows) for a
+    /// caller that chose it itself; no priority check (<see cref="TryAcknowledge"/> chooses the
+    /// highest deliverable vector). False, and nothing changes, if the vector is not in IRR.
+    /// </summary>
+    public bool AcknowledgeVector(byte vector)
+    {
+        if (!Test(_irr, vector))
+        {
+            return false;
+        }
+
+        Clear(_irr, vector);
+        Set(_isr, vector);
+        return true;
+    }
+
     /// <summary><see cref="TryAcknowledge"/> for callers that checked <see cref="HighestPendingDeliverable"/>; throws if nothing is deliverable.</summary>
     public byte Acknowledge() =>
         TryAcknowledge(out var v) ? v : throw new InvalidOperationException("no deliverable interrupt to acknowledge");

@@ -38,6 +38,41 @@ public sealed class NegativeControlSpec(ITestOutputHelper output)
         Assert.False(report.Passed);
     }
 
+    [Fact(DisplayName = "Negative control: a LAPIC that ignores PPR (TPR raised in the mixed storm) is reported as I11; the same storm passes without it")]
+    public async Task IgnoredPriorityIsCaught()
+    {
+        // TPR 0x40 masks the IPIs' vector 0x40, never the timer's 0x50; at 2 GHz the timer
+        // (re-armed ~9 µs ahead) is nearly always pending and legally beats a masked 0x40 until
+        // the JIT has warmed up. A 200 MHz TSC leaves gaps from the first second on.
+        var settings = new StormSettings(StormKind.Mixed, 4, TimeSpan.FromSeconds(1), 14) { TscHz = 200_000_000 };
+        var clean = await Run(settings);
+        Assert.Empty(clean.Violations);
+        Assert.True(clean.Passed);
+
+        var report = await Run(settings with { Duration = TimeSpan.FromSeconds(3), IgnorePriority = true });
+        var i11 = report.Violations.FirstOrDefault(v => v.Invariant == "I11" && v.Detail.StartsWith("acknowledged", StringComparison.Ordinal));
+        Assert.NotNull(i11);
+        Assert.Contains("where the highest IRR vector above PPR is none", i11.Detail, StringComparison.Ordinal);
+        Assert.Equal(14, i11.Seed);
+        Assert.False(report.Passed);
+    }
+
+    [Fact(DisplayName = "Negative control: a SIPI outside INIT_RECEIVED that restarts the AP is reported as I14")]
+    public async Task StraySipiIsCaught()
+    {
+        var report = await Run(new StormSettings(StormKind.SipiRace, 4, TimeSpan.FromSeconds(4), 15) { AcceptStraySipi = true });
+        Assert.Contains(report.Violations, v => v.Invariant == "I14" && v.Detail.Contains("was not dropped", StringComparison.Ordinal));
+        Assert.False(report.Passed);
+    }
+
+    [Fact(DisplayName = "Negative control: a self-IPI accepted twice by its sender is reported as I13")]
+    public async Task DuplicatedSelfIpiIsCaught()
+    {
+        var report = await Run(new StormSettings(StormKind.SelfIpi, 2, TimeSpan.FromSeconds(4), 16) { DuplicateSelfIpi = true });
+        Assert.Contains(report.Violations, v => v.Invariant == "I13" && v.Detail.Contains("accepted 2 times for", StringComparison.Ordinal));
+        Assert.False(report.Passed);
+    }
+
     [Theory(DisplayName = "Actor failure injection: the VM ends with a clear error, the report is still produced")]
     [InlineData(FailingActor.Vcpu)]
     [InlineData(FailingActor.RunLoop)]

@@ -44,6 +44,25 @@ public class LocalApicPriorityTests
     }
 
     [Fact]
+    public void AcknowledgeVectorTakesTheChosenVectorWithoutPriorityCheck()
+    {
+        // kvm_apic_ack_interrupt: the caller chose the vector; a masked one moves all the same.
+        var apic = Enabled();
+        apic.SetTpr(0x40);
+        Fixed(apic, 0x41);
+        Fixed(apic, 0x30);
+        Assert.Equal(-1, apic.HighestPendingDeliverable());
+        Assert.True(apic.AcknowledgeVector(0x30));
+        Assert.False(apic.IsIrrSet(0x30));
+        Assert.True(apic.IsIsrSet(0x30));
+        Assert.True(apic.IsIrrSet(0x41));
+        Assert.Equal(0x40, apic.Ppr); // TPR's class still beats ISRV 0x30
+        Assert.False(apic.AcknowledgeVector(0x30)); // no longer in IRR: nothing changes
+        Assert.False(apic.AcknowledgeVector(0x55));
+        Assert.False(apic.IsIsrSet(0x55));
+    }
+
+    [Fact]
     public void AcknowledgeMovesHighestIrrToIsr()
     {
         var apic = Enabled();

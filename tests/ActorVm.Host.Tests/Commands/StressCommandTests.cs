@@ -47,6 +47,24 @@ public sealed class StressCommandTests : IDisposable
         Assert.Contains("FAIL", stdout, StringComparison.Ordinal);
     }
 
+    [Theory(DisplayName = "stress --break-protocol for the event rules: the storm that exercises the rule reports it and the exit status is non-zero")]
+    [InlineData("ignore-priority", "mixed", "I11 violated", "--tsc-mhz", "200")]
+    [InlineData("accept-stray-sipi", "sipi-race", "I14 violated", null, null)]
+    [InlineData("duplicate-self-ipi", "self-ipi", "I13 violated", null, null)]
+    public void BrokenEventRuleFails(string broken, string storm, string reported, string? option, string? value)
+    {
+        var json = Path.Combine(_dir, broken + ".json");
+        var (code, stdout, stderr) = Run(
+            ["stress", "--storm", storm, "--vcpus", "4", "--seconds", "3", "--seed", "14", "--break-protocol", broken, "--json", json, .. option is null ? [] : new[] { option, value! }]);
+        Assert.Equal(StressCommand.ViolationFound, code);
+        Assert.Contains($"protocol broken: {broken}", stderr, StringComparison.Ordinal);
+        Assert.Contains(reported, stderr, StringComparison.Ordinal);
+        Assert.Contains(stdout.Split('\n'), l => l.StartsWith(storm, StringComparison.Ordinal) && l.TrimEnd().EndsWith("FAIL", StringComparison.Ordinal));
+        using var doc = JsonDocument.Parse(File.ReadAllText(json));
+        Assert.Equal(broken, doc.RootElement.GetProperty("broken").GetString());
+        Assert.False(doc.RootElement.GetProperty("storms")[0].GetProperty("passed").GetBoolean());
+    }
+
     [Fact(DisplayName = "stress --storm sipi-race --apic xapic: the INIT/SIPI race over the xAPIC page runs clean and says what it checked")]
     public void XApicSipiRace()
     {
@@ -67,6 +85,8 @@ public sealed class StressCommandTests : IDisposable
     [InlineData("--storm", "hurricane")]
     [InlineData("--vcpus", "0")]
     [InlineData("--break", "everything")]
+    [InlineData("--break-protocol", "ignore-tpr")]
+    [InlineData("--tsc-mhz", "5")]
     [InlineData("--apic", "x3apic")]
     [InlineData("--vcpus", "300", "--apic", "xapic")]
     public void BadOptions(string option, string value, string? option2 = null, string? value2 = null)
