@@ -328,7 +328,7 @@ public sealed class VcpuActor : ReceiveActor
             case ExitReason.PreemptionTimer:
                 return Count(FastpathHandler.PreemptionTimer, PreemptionTimerFastpath(force));
             case ExitReason.MsrWrite:
-                return MsrWriteFastpath(ref exit);
+                return MsrWriteFastpath(exit);
             case ExitReason.Hlt:
                 return Count(FastpathHandler.Hlt, HltFastpath(ref exit));
             default:
@@ -375,7 +375,7 @@ public sealed class VcpuActor : ReceiveActor
     }
 
     /// <summary>handle_fastpath_set_msr_irqoff: x2APIC ICR (x2APIC mode only) and TSC_DEADLINE (hv timer usable).</summary>
-    private FastpathResult MsrWriteFastpath(ref VmExit exit)
+    private FastpathResult MsrWriteFastpath(in VmExit exit)
     {
         var cpu = _ctx.Cpu;
         var index = (uint)exit.Qualification; // ECX
@@ -408,12 +408,8 @@ public sealed class VcpuActor : ReceiveActor
             _pendingLapicReplies++;
         }
 
-        if (cpu.Complete() is { } next)
-        {
-            exit = next;
-            return Count(handler, FastpathResult.None);
-        }
-
+        // The write is applied: the WRMSR retires without a replay (kvm_skip_emulated_instruction).
+        cpu.SkipPendingInstruction();
         return Count(handler, FastpathResult.ReenterGuest);
     }
 

@@ -43,6 +43,9 @@ public sealed unsafe partial class Cpu
     /// <summary>True while an instruction waits for <see cref="Complete"/> (its exit has not been handled).</summary>
     public bool HasPendingInstruction { get; private set; }
 
+    /// <summary>Where the pending instruction ends when it asked for its exit itself (RequestExit); 0 after an MMIO exit.</summary>
+    private ulong _pendingNextIp;
+
     /// <summary>
     /// A deadline published from outside while a slice runs (the hv timer the LAPIC arms), or
     /// null. At every deadline check a published deadline replaces the one the entry programmed,
@@ -181,6 +184,26 @@ public sealed unsafe partial class Cpu
     }
 
     /// <summary>
+    /// kvm_skip_emulated_instruction: the exit handler did everything the pending instruction does
+    /// (a WRMSR the fastpath applied), so it retires without a replay: RIP moves past it and an
+    /// interrupt shadow it ran under ends (SDM 6.8.3), as after <see cref="Complete"/>. Only for an
+    /// exit the instruction requested itself with nothing to consume; an MMIO exit or a partly
+    /// completed one must be completed.
+    /// </summary>
+    public void SkipPendingInstruction()
+    {
+        if (!HasPendingInstruction || _pendingNextIp == 0 || _mmioCompletions.Count != 0)
+        {
+            throw new InvalidOperationException("no skippable exit: only an instruction that requested its exit and consumed nothing can be skipped");
+        }
+
+        HasPendingInstruction = false;
+        Rip = _pendingNextIp;
+        InterruptShadow = false;
+        Retire(1);
+    }
+
+    /// <summary>
     /// Abandons the instruction that caused the last exit: it will be executed afresh on the
     /// next entry (used when the handler injects an exception at that instruction instead,
     /// e.g. #GP for an unknown MSR).
@@ -218,6 +241,7 @@ public sealed unsafe partial class Cpu
         catch (MmioExit mmio)
         {
             UnwindToFaultingInstruction();
+            _pendingNextIp = 0; // the replay must consume the access's value: not skippable
             HasPendingInstruction = true;
             return mmio.Exit with { InstructionsRetired = _sliceRetired };
         }
@@ -347,6 +371,7 @@ public sealed unsafe partial class Cpu
         {
             _pendingExit = null;
             Rip = block.Ops[i].Instruction.IP;
+            _pendingNextIp = block.Ops[i].Instruction.NextIP;
             HasPendingInstruction = true;
             Retire(i);
             return exit with { InstructionsRetired = _sliceRetired };
