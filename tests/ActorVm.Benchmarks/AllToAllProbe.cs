@@ -37,19 +37,22 @@ public static class AllToAllProbe
     public static int Run(int[] counts)
     {
         Measure(4); // warm-up
-        Console.WriteLine($"{"vcpus",6} {"M",5} {"R",6} {"IPIs",8} {"phase ms",10} {"IPIs/s",10} {"accepted",9}  total s");
+        // wake/IPI and entries/IPI (whole run, set-up included: a few per vCPU) say how the IPIs
+        // were taken: by a running target (an exit and re-entry) or by waking a halted one.
+        Console.WriteLine($"{"vcpus",6} {"M",5} {"R",6} {"IPIs",8} {"phase ms",10} {"IPIs/s",10} {"accepted",9} {"wake/IPI",9} {"entry/IPI",9}  total s");
         foreach (var n in counts)
         {
             var (m, r) = Shape(n);
-            var (phase, accepted, total) = Measure(n);
+            var (phase, accepted, total, stats) = Measure(n);
             var ipis = (long)n * m * r;
-            Console.WriteLine($"{n,6} {m,5} {r,6} {ipis,8} {phase.TotalMilliseconds,10:0.0} {(ipis > 0 ? (ipis / phase.TotalSeconds).ToString("0") : "-"),10} {(ipis > 0 ? $"{100.0 * accepted / ipis:0.0}%" : "-"),9}  {total.TotalSeconds:0.00}");
+            string PerIpi(long x) => ipis > 0 ? ((double)x / ipis).ToString("0.00") : "-";
+            Console.WriteLine($"{n,6} {m,5} {r,6} {ipis,8} {phase.TotalMilliseconds,10:0.0} {(ipis > 0 ? (ipis / phase.TotalSeconds).ToString("0") : "-"),10} {(ipis > 0 ? $"{100.0 * accepted / ipis:0.0}%" : "-"),9} {PerIpi(stats.Wakeups),9} {PerIpi(stats.Entries),9}  {total.TotalSeconds:0.00}");
         }
 
         return 0;
     }
 
-    private static (TimeSpan Phase, long Accepted, TimeSpan Total) Measure(int n)
+    private static (TimeSpan Phase, long Accepted, TimeSpan Total, Actors.Stats.VcpuStatistics Stats) Measure(int n)
     {
         var marker = new MarkerPort();
         var start = Stopwatch.GetTimestamp();
@@ -68,7 +71,7 @@ public static class AllToAllProbe
 
         // Received counts IPIs of the phase and the set-up's (check-in, go, done): 3 per AP.
         var accepted = Math.Max(0, result.Statistics.Total.IpisReceived - 3L * (n - 1));
-        return (Stopwatch.GetElapsedTime(marker.Ticks[1], marker.Ticks[2]), accepted, total);
+        return (Stopwatch.GetElapsedTime(marker.Ticks[1], marker.Ticks[2]), accepted, total, result.Statistics.Total);
     }
 
     private static void Load(Machine machine, IVmControl control, int n, MarkerPort marker)
