@@ -47,7 +47,7 @@ public static class StormRunner
             Trace = settings.CheckTrace ? TraceEvents.KvmEntry : TraceEvents.None,
             TraceLogger = settings.CheckTrace ? checker.EntryTraceLogger() : null,
             Faults = faults,
-            Timeout = settings.Duration + settings.DrainBound + TimeSpan.FromSeconds(30),
+            Timeout = settings.MaxDuration + settings.DrainBound + TimeSpan.FromSeconds(30),
             Load = (m, c) =>
             {
                 StormGuest.Load(m, settings.Kind, settings.Vcpus, settings.Seed, settings.Apic);
@@ -72,8 +72,9 @@ public static class StormRunner
         var clock = Stopwatch.StartNew();
 
         // The storm.
-        while (started && clock.Elapsed < settings.Duration && !run.IsCompleted
-            && !(settings.StopOnViolation && checker.ViolationCount > 0))
+        while (started && !run.IsCompleted && !(settings.StopOnViolation && checker.ViolationCount > 0)
+            && (clock.Elapsed < settings.Duration
+                || (checker.Events - eventsAtStart < settings.MinEvents && clock.Elapsed < settings.MaxDuration)))
         {
             await Task.WhenAny(run, Task.Delay(100, CancellationToken.None)).ConfigureAwait(false);
             progress?.Invoke(checker.Events);

@@ -39,6 +39,16 @@ public sealed record StormSettings(StormKind Kind, int Vcpus, TimeSpan Duration,
     /// <summary>How long every vCPU may take to reach the storm's barrier (default 10 s + 20 ms per vCPU).</summary>
     public TimeSpan? StartBound { get; init; }
 
+    /// <summary>
+    /// Checker events the storm should see before it stops: past <see cref="Duration"/> it runs on
+    /// until then, up to <see cref="MaxDuration"/>. A short CI storm on a starved host then still
+    /// exercises the run loop instead of ending after a handful of events. 0 = none.
+    /// </summary>
+    public long MinEvents { get; init; }
+
+    /// <summary>The longest a storm runs while it waits for <see cref="MinEvents"/> (five durations).</summary>
+    public TimeSpan MaxDuration => MinEvents > 0 ? Duration * 5 : Duration;
+
     /// <summary>How long the guests get, after the stop flag, to finish what is in flight.</summary>
     public TimeSpan DrainBound { get; init; } = TimeSpan.FromSeconds(3);
 

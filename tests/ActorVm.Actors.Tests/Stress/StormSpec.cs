@@ -12,6 +12,7 @@ namespace ActorVm.Actors.Tests.Stress;
 public sealed class StormSpec(ITestOutputHelper output)
 {
     private static readonly TimeSpan Duration = TimeSpan.FromSeconds(1.5);
+    private const long MinStormEvents = 1000;
 
     public static TheoryData<string, int, int, bool> Storms()
     {
@@ -36,7 +37,7 @@ public sealed class StormSpec(ITestOutputHelper output)
     public async Task StormHolds(string storm, int vcpus, int seed, bool delays)
     {
         var report = await Run(storm, vcpus, seed, delays);
-        Assert.True(report.Events > 1000, $"only {report.Events} events");
+        Assert.True(report.Events > MinStormEvents, $"only {report.Events} events in {report.Seconds:F1} s");
         Assert.True(report.GuestInterrupts > 0, "the guests counted no interrupt");
         Assert.Equal(0, report.ApicAccessExits);
         if (storm.StartsWith("self-ipi", StringComparison.Ordinal))
@@ -99,6 +100,19 @@ public sealed class StormSpec(ITestOutputHelper output)
         Assert.Contains("2 to 255 vCPUs", e.Message, StringComparison.Ordinal);
     }
 
+    [Fact(DisplayName = "Storm: MinEvents keeps a storm going past its duration until it saw that many events, at most five durations")]
+    public async Task MinEventsLengthensAShortStorm()
+    {
+        var duration = TimeSpan.FromMilliseconds(100);
+        var settings = new StormSettings(StormKind.AllToAll, 2, duration, 31) { MinEvents = 50_000 };
+        var report = await StormRunner.RunAsync(settings);
+
+        Assert.Empty(report.Violations);
+        Assert.True(report.Events >= settings.MinEvents || report.Seconds >= settings.MaxDuration.TotalSeconds,
+            $"stopped after {report.Seconds:F2} s with {report.Events} events");
+        Assert.True(report.Seconds < (settings.MaxDuration + settings.DrainBound).TotalSeconds, $"ran {report.Seconds:F2} s");
+    }
+
     /// <summary>A fresh seed per test run; as theory data it appears in the test's name, so every log shows it.</summary>
     public static TheoryData<int> RandomSeeds() => [Random.Shared.Next()];
 
@@ -113,7 +127,9 @@ public sealed class StormSpec(ITestOutputHelper output)
     private async Task<StormReport> Run(string storm, int vcpus, int seed, bool delays, StormApicMode apic = StormApicMode.X2Apic)
     {
         var kind = StormCatalog.Find(storm) ?? throw new ArgumentException(storm);
-        var report = await StormRunner.RunAsync(new StormSettings(kind, vcpus, Duration, seed) { Delays = delays, Apic = apic });
+        // At least MinStormEvents, so that a host that starves the storm lengthens it (up to five
+        // durations) instead of failing the event count below.
+        var report = await StormRunner.RunAsync(new StormSettings(kind, vcpus, Duration, seed) { Delays = delays, Apic = apic, MinEvents = MinStormEvents + 1 });
         output.WriteLine($"{report.Storm} vcpus={report.Vcpus} seed={report.Seed} delays={report.Delays}: events={report.Events} " +
             $"irqs={report.GuestInterrupts} sent={report.Sent} lost={report.Lost} dup={report.Duplicates} violations={report.ViolationCount} " +
             $"drained={report.Drained} outcome={report.Outcome} forced={report.ForcedEntries} leaks={report.ForcedLeaks} {report.Seconds:F2}s; checked: {report.Coverage}");

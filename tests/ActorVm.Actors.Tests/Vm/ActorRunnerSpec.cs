@@ -17,7 +17,7 @@ public sealed class ActorRunnerSpec
         MultibootLoader.Load(machine, GuestPrograms.BuildHello(), "hello");
 
         var runner = new ActorRunner();
-        var result = runner.Run(machine, new RunLimits(WallTime: TimeSpan.FromSeconds(4)));
+        var result = runner.Run(machine, new RunLimits(WallTime: TimeSpan.FromSeconds(20)));
 
         Assert.Equal(RunOutcome.DebugExit, result.Outcome);
         Assert.Equal(1, result.DebugExitStatus);
@@ -32,7 +32,7 @@ public sealed class ActorRunnerSpec
         using var machine = Machine.CreatePc(new MachineConfig(1, 16));
         MultibootLoader.Load(machine, GuestPrograms.BuildLongModeSelftest(), "longmode-selftest");
 
-        var result = new ActorRunner().Run(machine, new RunLimits(WallTime: TimeSpan.FromSeconds(4)));
+        var result = new ActorRunner().Run(machine, new RunLimits(WallTime: TimeSpan.FromSeconds(20)));
 
         Assert.Equal(RunOutcome.DebugExit, result.Outcome);
         Assert.Equal(1, result.DebugExitStatus);
@@ -70,7 +70,7 @@ public sealed class ActorRunnerSpec
         });
 
         var runner = new ActorRunner(new VmOptions { SliceInstructions = 7_000 });
-        var result = runner.Run(machine, new RunLimits(MaxInstructions: limit, WallTime: TimeSpan.FromSeconds(4)));
+        var result = runner.Run(machine, new RunLimits(MaxInstructions: limit, WallTime: TimeSpan.FromSeconds(20)));
 
         Assert.Equal(RunOutcome.InstructionLimit, result.Outcome);
         Assert.InRange(result.InstructionsRetired, limit, limit + 2);

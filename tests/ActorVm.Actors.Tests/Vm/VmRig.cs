@@ -11,7 +11,7 @@ namespace ActorVm.Actors.Tests.Vm;
 /// <summary>A whole VM under the TestKit's actor system: VmActor with its children, real guests, recorded ports.</summary>
 public sealed class VmRig
 {
-    public static readonly TimeSpan Bound = TimeSpan.FromSeconds(4);
+    public static readonly TimeSpan Bound = TimeSpan.FromSeconds(10); // a wait, not a time assertion: generous for a loaded CI host
 
     public VmRig(ActorSystem system, int vcpus, Action<Machine> load, VmOptions? options = null)
     {

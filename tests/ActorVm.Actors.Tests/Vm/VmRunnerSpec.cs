@@ -80,7 +80,7 @@ public sealed class VmRunnerSpec
             ImmediateExit = method,
             Dispatcher = dispatcher,
             Faults = delayMicroseconds == 0 ? null : new ActorVm.Actors.Vcpu.FaultInjection(delayMicroseconds, Seed: 42),
-            Timeout = TimeSpan.FromSeconds(4),
+            Timeout = TimeSpan.FromSeconds(20),
             Load = (m, c) => SmpGuest(m, c, vcpus, ports),
         });
 
@@ -135,7 +135,7 @@ public sealed class FailureSpec
         var result = await VmRunner.RunAsync(new VmOptions
         {
             MemoryMiB = 4,
-            Timeout = TimeSpan.FromSeconds(4),
+            Timeout = TimeSpan.FromSeconds(20),
             Load = (m, _) =>
             {
                 m.Io.Register(0x90, 1, new ThrowingPort());
