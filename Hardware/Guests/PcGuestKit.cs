@@ -33,8 +33,12 @@ public sealed class PcGuestKit
 
     public const uint IoApicBase = 0xFEC00000;
 
-    /// <summary>AP stacks: 4 KiB each below 0x70000 + (id + 1) * 0x1000 (well clear of page 0 and the BSP's stack).</summary>
-    public const uint ApStackBase = 0x70000;
+    /// <summary>
+    /// AP stacks: 4 KiB each below 0x300000 + (id + 1) * 0x1000, so all 255 xAPIC IDs fit in
+    /// RAM above the kit's tables (below 1 MiB, IDs from 47 on reached the VGA hole at 0xA0000,
+    /// where pushes are lost and the first IRET triple-faulted).
+    /// </summary>
+    public const uint ApStackBase = 0x300000;
 
     private readonly List<int> _gates = [];
     private bool _apEntry;

@@ -74,7 +74,7 @@ public static partial class PlatformGuests
         a.cli();
         kit.CheckEquals("tpr 0 lets it in", PcGuestKit.Counter(0, selfVector), 2);
 
-        // IPIs to every AP: physical, flat logical (1 << id) and broadcast; NMI to APIC 1.
+        // IPIs to every AP: physical, flat logical (1 << id, APIC IDs 1-7) and broadcast; NMI to APIC 1.
         var apLoop = a.CreateLabel();
         var apDone = a.CreateLabel();
         var apFail = a.CreateLabel();
@@ -103,6 +103,11 @@ public static partial class PlatformGuests
         a.jmp(apFail);
         a.Label(ref w1Done);
         a.pop(edi);
+
+        // The flat logical model addresses 8 local APICs, one LDR bit each (SDM 11.6.2.2): APs
+        // with a higher ID take the physical IPI only.
+        a.cmp(edi, 8);
+        a.jae(apNext);
         a.mov(ecx, edi);
         a.mov(eax, 1);
         a.shl(eax, cl);

@@ -34,6 +34,7 @@ public sealed class PlatformGuestSpec
         { "apic-smp", 2 },
         { "apic-smp", 4 },
         { "apic-smp", 8 },
+        { "apic-smp", 255 }, // every xAPIC ID: INIT/SIPI, a physical IPI to each AP, broadcasts
     };
 
     [Theory(Timeout = 30_000)]

@@ -37,4 +37,4 @@ run pc-reset 1 -no-reboot
 run cr8-apic-off 1
 run longmode-4m 1
 run longmode-4m 2
-for n in 1 2 4 8; do run apic-smp "$n"; done
+for n in 1 2 4 8 255; do run apic-smp "$n"; done
