@@ -122,6 +122,15 @@ public sealed partial class LocalApic
             _lvt[i] = ApicBits.Masked;
         }
 
+        // The SDM resets every LVT entry masked (11.4.7.1), but KVM (kvm_lapic_reset with
+        // KVM_X86_QUIRK_LINT0_REENABLED, on by default) and QEMU (apic_reset_common) set the BSP's
+        // LINT0 to ExtINT, unmasked, as a BIOS would: PIC interrupts reach the BSP once its APIC is
+        // software-enabled. Like KVM, also at an INIT of the BSP.
+        if (IsBsp)
+        {
+            _lvt[(int)LvtIndex.Lint0] = (uint)DeliveryMode.ExtInt << 8; // 0x700
+        }
+
         _tpr = 0;
         _ldr = 0;
         _dfr = 0xFFFFFFFF;

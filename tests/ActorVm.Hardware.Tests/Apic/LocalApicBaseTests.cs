@@ -144,6 +144,28 @@ public class LocalApicBaseTests
     }
 
     [Fact]
+    public void TheBspsLint0ResetsToExtIntAsKvmAndQemuDo_ApsAndOtherEntriesMasked()
+    {
+        // KVM_X86_QUIRK_LINT0_REENABLED / QEMU apic_reset_common: power-on and INIT of the BSP.
+        var bsp = NewApic(0);
+        Assert.Equal(0x700u, bsp.ReadMmio(ApicReg.LvtLint0, 0));
+        Assert.Equal(ApicBits.Masked, bsp.ReadMmio(ApicReg.LvtLint1, 0));
+        Assert.True(bsp.AcceptsPicInterrupts); // virtual wire from reset (kvm_apic_accept_pic_intr)
+        bsp.WriteMmio(ApicReg.Svr, 0x1FF, 0);
+        Assert.True(bsp.AcceptsPicInterrupts); // and once software-enabled, without the guest touching LINT0
+
+        bsp.WriteMmio(ApicReg.LvtLint0, ApicBits.Masked, 0);
+        bsp.InitReset();
+        Assert.Equal(0x700u, bsp.ReadMmio(ApicReg.LvtLint0, 0));
+
+        var ap = NewApic(1);
+        Assert.Equal(ApicBits.Masked, ap.ReadMmio(ApicReg.LvtLint0, 0));
+        Assert.False(ap.AcceptsPicInterrupts);
+        ap.InitReset();
+        Assert.Equal(ApicBits.Masked, ap.ReadMmio(ApicReg.LvtLint0, 0));
+    }
+
+    [Fact]
     public void OwnsTheApicMsrs()
     {
         Assert.True(LocalApic.OwnsMsr(0x1B));
