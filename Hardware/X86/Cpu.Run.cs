@@ -18,6 +18,24 @@ public sealed unsafe partial class Cpu
     public const int DeadlineCheckInterval = 256;
 
     private bool _breakBlock;
+    private int _compileThreshold = BlockCompiler.DefaultThreshold;
+
+    // What BlockCompiler's composed methods store and test, as RunSlots does.
+    internal static readonly System.Reflection.FieldInfo BreakBlockField =
+        typeof(Cpu).GetField(nameof(_breakBlock), System.Reflection.BindingFlags.NonPublic | System.Reflection.BindingFlags.Instance)!;
+    internal static readonly System.Reflection.FieldInfo IndexField =
+        typeof(Cpu).GetField(nameof(_index), System.Reflection.BindingFlags.NonPublic | System.Reflection.BindingFlags.Instance)!;
+
+    /// <summary>
+    /// Runs of a block through the interpreter loop before it gets a composed method
+    /// (<see cref="BlockCompiler"/>): 0 compiles every block on its first run, a negative value
+    /// never compiles. Defaults to <see cref="BlockCompiler.DefaultThreshold"/>.
+    /// </summary>
+    public int BlockCompileThreshold
+    {
+        get => _compileThreshold;
+        set => _compileThreshold = value;
+    }
     private bool _shadowRenewed;
     private VmExit? _pendingExit;
     /// <summary>
@@ -258,7 +276,17 @@ public sealed unsafe partial class Cpu
                 _block = block;
             }
 
-            if (RunSlots(ops, block.Count) is var broken and >= 0)
+            // A hot block runs its composed method (BlockCompiler): the same slots, unrolled,
+            // with direct calls the JIT can inline. Counting stops at the threshold.
+            if (block.Compiled is null && block.Runs++ == _compileThreshold)
+            {
+                Compile(block);
+            }
+
+            var broken = block.Compiled is { } compiled
+                ? compiled(this, ref MemoryMarshal.GetArrayDataReference(ops))
+                : RunSlots(ops, block.Count);
+            if (broken >= 0)
             {
                 // The last slot may be a fused pair: both of its instructions retired.
                 return EndBrokenBlock(block, broken, broken == block.Count - 1 ? ops.Length - broken : 1);
@@ -305,6 +333,17 @@ public sealed unsafe partial class Cpu
         }
 
         return -1;
+    }
+
+    /// <summary>Gives a hot block its composed method, or marks it as staying interpreted.</summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static void Compile(Block block)
+    {
+        block.Compiled = BlockCompiler.For(block.Ops, block.Count);
+        if (block.Compiled is null)
+        {
+            block.Runs = int.MinValue;
+        }
     }
 
     /// <summary>

@@ -1,0 +1,205 @@
+using System.Reflection;
+using System.Reflection.Emit;
+using System.Runtime.CompilerServices;
+
+namespace ActorVm.Hardware.X86;
+
+/// <summary>
+/// A hot block's handler slots composed into one method: <c>int Run(Cpu, ref DecodedInstruction op0)</c>
+/// does exactly what <see cref="Cpu"/>'s RunSlots loop does for that block, unrolled, with a
+/// direct call to each slot's handler instead of an indirect one, so the JIT can inline the small
+/// fast forms into it.
+/// </summary>
+internal delegate int CompiledBlock(Cpu cpu, ref DecodedInstruction op0);
+
+/// <summary>
+/// Compiles hot blocks (<see cref="CompiledBlock"/>) with <see cref="DynamicMethod"/>. The code is
+/// keyed by the block's sequence of handler pointers, not by guest address: the operands come from
+/// the block's records at run time, so blocks of the same shape share one method across blocks and
+/// vCPUs (a 4096-vCPU run compiles each shape once). The cache is process-wide, thread-safe and
+/// bounded (<see cref="MaxShapes"/>); a block with a handler <see cref="HandlerMethods"/> does not
+/// know, or a shape beyond the bound, stays on the interpreter loop.
+/// </summary>
+internal static class BlockCompiler
+{
+    /// <summary>Most distinct shapes compiled per process; later shapes stay interpreted.</summary>
+    public const int MaxShapes = 8192;
+
+    /// <summary>The environment variable that overrides <see cref="DefaultThreshold"/> (a negative value turns compilation off).</summary>
+    public const string ThresholdVariable = "ACTORVM_BLOCK_COMPILE_THRESHOLD";
+
+    private static readonly Lock Gate = new();
+    private static readonly Dictionary<Shape, CompiledBlock?> Shapes = [];
+    private static readonly int SlotSize = Unsafe.SizeOf<DecodedInstruction>();
+
+    private static readonly FieldInfo RipField = typeof(Cpu).GetField(nameof(Cpu.Rip))!;
+    private static readonly FieldInfo NextIpField = typeof(DecodedInstruction).GetField(nameof(DecodedInstruction.NextIp))!;
+
+    private static long _compiled, _notCompilable, _shared;
+
+    /// <summary>
+    /// How many times a block runs through the interpreter loop before it is compiled; 0 compiles
+    /// every block on its first run, a negative value never compiles. From
+    /// <see cref="ThresholdVariable"/> when set, else 64 (a block's decode already costs ≈ 64
+    /// instruction executions; a compile costs far more, so only loops pay it back).
+    /// </summary>
+    public static int DefaultThreshold { get; set; } =
+        int.TryParse(Environment.GetEnvironmentVariable(ThresholdVariable), out var t) ? t : 64;
+
+    /// <summary>Blocks that received compiled code (a new shape or a shared one).</summary>
+    public static long Compiled => Interlocked.Read(ref _compiled);
+
+    /// <summary>Of <see cref="Compiled"/>, blocks that reused the code of an earlier block of the same shape.</summary>
+    public static long Shared => Interlocked.Read(ref _shared);
+
+    /// <summary>Blocks that stayed interpreted: a handler without a known method, or the shape cache was full.</summary>
+    public static long NotCompilable => Interlocked.Read(ref _notCompilable);
+
+    /// <summary>Distinct shapes compiled so far.</summary>
+    public static int ShapeCount
+    {
+        get
+        {
+            lock (Gate)
+            {
+                return Shapes.Count;
+            }
+        }
+    }
+
+    /// <summary>The compiled code for a block's shape, or null when the block cannot be compiled.</summary>
+    public static CompiledBlock? For(DecodedInstruction[] ops, int count)
+    {
+        var handlers = new nint[count];
+        for (var i = 0; i < count; i++)
+        {
+            handlers[i] = ops[i].Handler;
+        }
+
+        var shape = new Shape(handlers);
+        lock (Gate)
+        {
+            if (Shapes.TryGetValue(shape, out var known))
+            {
+                if (known is null)
+                {
+                    Interlocked.Increment(ref _notCompilable);
+                }
+                else
+                {
+                    Interlocked.Increment(ref _compiled);
+                    Interlocked.Increment(ref _shared);
+                }
+
+                return known;
+            }
+
+            if (Shapes.Count >= MaxShapes)
+            {
+                Interlocked.Increment(ref _notCompilable);
+                return null;
+            }
+
+            // Compiled under the lock: two vCPUs reaching the same new shape compile it once.
+            var code = Emit(handlers);
+            Shapes[shape] = code;
+            Interlocked.Increment(ref code is null ? ref _notCompilable : ref _compiled);
+            return code;
+        }
+    }
+
+    /// <summary>
+    /// Emits RunSlots unrolled: per slot i, <c>_index = i; Rip = ops[i].NextIp; Handler_i(cpu, ref ops[i]);
+    /// if (_breakBlock) return i;</c>, then <c>return -1</c>. Null when a handler is not a known method.
+    /// </summary>
+    private static CompiledBlock? Emit(nint[] handlers)
+    {
+        var methods = new MethodInfo[handlers.Length];
+        for (var i = 0; i < handlers.Length; i++)
+        {
+            if (HandlerMethods.Find(handlers[i]) is not { } m)
+            {
+                return null;
+            }
+
+            methods[i] = m;
+        }
+
+        // The first parameter is the delegate's (null) target: a delegate closed over its first
+        // argument calls the method directly, without the shuffle thunk of an open static one.
+        var dm = new DynamicMethod(
+            "CompiledBlock" + handlers.Length,
+            typeof(int),
+            [typeof(object), typeof(Cpu), typeof(DecodedInstruction).MakeByRefType()],
+            typeof(Cpu),
+            skipVisibility: true);
+        var il = dm.GetILGenerator();
+        il.Emit(OpCodes.Ldarg_1);
+        il.Emit(OpCodes.Ldc_I4_0);
+        il.Emit(OpCodes.Stfld, Cpu.BreakBlockField);
+        for (var i = 0; i < methods.Length; i++)
+        {
+            il.Emit(OpCodes.Ldarg_1);
+            il.Emit(OpCodes.Ldc_I4, i);
+            il.Emit(OpCodes.Stfld, Cpu.IndexField);
+
+            il.Emit(OpCodes.Ldarg_1);
+            EmitSlot(il, i);
+            il.Emit(OpCodes.Ldfld, NextIpField);
+            il.Emit(OpCodes.Stfld, RipField);
+
+            // Generic handlers take the record as the Instruction it starts with (same address).
+            il.Emit(OpCodes.Ldarg_1);
+            EmitSlot(il, i);
+            il.Emit(OpCodes.Call, methods[i]);
+
+            var next = il.DefineLabel();
+            il.Emit(OpCodes.Ldarg_1);
+            il.Emit(OpCodes.Ldfld, Cpu.BreakBlockField);
+            il.Emit(OpCodes.Brfalse, next);
+            il.Emit(OpCodes.Ldc_I4, i);
+            il.Emit(OpCodes.Ret);
+            il.MarkLabel(next);
+        }
+
+        il.Emit(OpCodes.Ldc_I4_M1);
+        il.Emit(OpCodes.Ret);
+        return (CompiledBlock)dm.CreateDelegate(typeof(CompiledBlock), null);
+    }
+
+    /// <summary>Pushes <c>ref ops[i]</c>: the first record's reference plus i records.</summary>
+    private static void EmitSlot(ILGenerator il, int i)
+    {
+        il.Emit(OpCodes.Ldarg_2);
+        if (i > 0)
+        {
+            il.Emit(OpCodes.Ldc_I4, i * SlotSize);
+            il.Emit(OpCodes.Add);
+        }
+    }
+
+    /// <summary>A block's handler sequence, compared by value.</summary>
+    private sealed class Shape(nint[] handlers) : IEquatable<Shape>
+    {
+        private readonly int _hash = Hash(handlers);
+
+        public bool Equals(Shape? other) => other is not null && handlers.AsSpan().SequenceEqual(other.Handlers);
+
+        public override bool Equals(object? obj) => Equals(obj as Shape);
+
+        public override int GetHashCode() => _hash;
+
+        private nint[] Handlers => handlers;
+
+        private static int Hash(nint[] handlers)
+        {
+            var h = new HashCode();
+            foreach (var p in handlers)
+            {
+                h.Add(p);
+            }
+
+            return h.ToHashCode();
+        }
+    }
+}
