@@ -94,21 +94,29 @@ internal static unsafe partial class FastForms
     private static bool SimpleMemory(in Instruction ins) =>
         ins.OpCount == 2 && (ins.Op0Kind == OpKind.Memory) != (ins.Op1Kind == OpKind.Memory);
 
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] // inlined into composed blocks (BlockCompiler)
     private static void MovRR32(Cpu cpu, ref DecodedInstruction op) => cpu.GprAt(op.Reg) = (uint)cpu.GprAt(op.Src);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] // inlined into composed blocks (BlockCompiler)
     private static void MovRR64(Cpu cpu, ref DecodedInstruction op) => cpu.GprAt(op.Reg) = cpu.GprAt(op.Src);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] // inlined into composed blocks (BlockCompiler)
     private static void MovRI32(Cpu cpu, ref DecodedInstruction op) => cpu.GprAt(op.Reg) = (uint)op.Imm;
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] // inlined into composed blocks (BlockCompiler)
     private static void Load32<TAddr>(Cpu cpu, ref DecodedInstruction op) where TAddr : struct, IAddressing =>
         cpu.GprAt(op.Reg) = (uint)cpu.ReadLinear(TAddr.Linear(cpu, ref op), 4);
 
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] // inlined into composed blocks (BlockCompiler)
     private static void Store32<TAddr>(Cpu cpu, ref DecodedInstruction op) where TAddr : struct, IAddressing =>
         cpu.WriteLinear(TAddr.Linear(cpu, ref op), 4, (uint)cpu.GprAt(op.Src));
 
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] // inlined into composed blocks (BlockCompiler)
     private static void Load64<TAddr>(Cpu cpu, ref DecodedInstruction op) where TAddr : struct, IAddressing =>
         cpu.GprAt(op.Reg) = cpu.ReadLinear(TAddr.Linear(cpu, ref op), 8);
 
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] // inlined into composed blocks (BlockCompiler)
     private static void Store64<TAddr>(Cpu cpu, ref DecodedInstruction op) where TAddr : struct, IAddressing =>
         cpu.WriteLinear(TAddr.Linear(cpu, ref op), 8, cpu.GprAt(op.Src));
 
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] // inlined into composed blocks (BlockCompiler)
     private static void AddRR32(Cpu cpu, ref DecodedInstruction op)
     {
         ref var d = ref cpu.GprAt(op.Reg);
@@ -119,6 +127,7 @@ internal static unsafe partial class FastForms
         cpu.SetLazy(FlagOp.Add, 4, a, b, r);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] // inlined into composed blocks (BlockCompiler)
     private static void AddRR64(Cpu cpu, ref DecodedInstruction op)
     {
         ref var d = ref cpu.GprAt(op.Reg);
@@ -151,6 +160,7 @@ internal static unsafe partial class FastForms
         cpu.SetLazy(FlagOp.Add, 8, a, b, r);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] // inlined into composed blocks (BlockCompiler)
     private static void SubRR32(Cpu cpu, ref DecodedInstruction op)
     {
         ref var d = ref cpu.GprAt(op.Reg);
@@ -161,6 +171,7 @@ internal static unsafe partial class FastForms
         cpu.SetLazy(FlagOp.Sub, 4, a, b, r);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] // inlined into composed blocks (BlockCompiler)
     private static void SubRR64(Cpu cpu, ref DecodedInstruction op)
     {
         ref var d = ref cpu.GprAt(op.Reg);
@@ -225,6 +236,7 @@ internal static unsafe partial class FastForms
         cpu.SetLazy(FlagOp.Sub, 8, a, b, a - b);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] // inlined into composed blocks (BlockCompiler)
     private static void XorRR32(Cpu cpu, ref DecodedInstruction op)
     {
         ref var d = ref cpu.GprAt(op.Reg);
@@ -233,6 +245,7 @@ internal static unsafe partial class FastForms
         cpu.SetLazy(FlagOp.Logic, 4, 0, 0, r);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] // inlined into composed blocks (BlockCompiler)
     private static void XorRR64(Cpu cpu, ref DecodedInstruction op)
     {
         ref var d = ref cpu.GprAt(op.Reg);
@@ -241,6 +254,7 @@ internal static unsafe partial class FastForms
         cpu.SetLazy(FlagOp.Logic, 8, 0, 0, r);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] // inlined into composed blocks (BlockCompiler)
     private static void XorRI32(Cpu cpu, ref DecodedInstruction op)
     {
         ref var d = ref cpu.GprAt(op.Reg);
@@ -249,6 +263,7 @@ internal static unsafe partial class FastForms
         cpu.SetLazy(FlagOp.Logic, 4, 0, 0, r);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] // inlined into composed blocks (BlockCompiler)
     private static void XorRI64(Cpu cpu, ref DecodedInstruction op)
     {
         ref var d = ref cpu.GprAt(op.Reg);
@@ -257,6 +272,7 @@ internal static unsafe partial class FastForms
         cpu.SetLazy(FlagOp.Logic, 8, 0, 0, r);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] // inlined into composed blocks (BlockCompiler)
     private static void AndRR64(Cpu cpu, ref DecodedInstruction op)
     {
         ref var d = ref cpu.GprAt(op.Reg);
@@ -265,6 +281,7 @@ internal static unsafe partial class FastForms
         cpu.SetLazy(FlagOp.Logic, 8, 0, 0, r);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] // inlined into composed blocks (BlockCompiler)
     private static void AndRI64(Cpu cpu, ref DecodedInstruction op)
     {
         ref var d = ref cpu.GprAt(op.Reg);
@@ -273,6 +290,7 @@ internal static unsafe partial class FastForms
         cpu.SetLazy(FlagOp.Logic, 8, 0, 0, r);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] // inlined into composed blocks (BlockCompiler)
     private static void OrRI32(Cpu cpu, ref DecodedInstruction op)
     {
         ref var d = ref cpu.GprAt(op.Reg);
@@ -281,6 +299,7 @@ internal static unsafe partial class FastForms
         cpu.SetLazy(FlagOp.Logic, 4, 0, 0, r);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] // inlined into composed blocks (BlockCompiler)
     private static void OrRR64(Cpu cpu, ref DecodedInstruction op)
     {
         ref var d = ref cpu.GprAt(op.Reg);
@@ -289,6 +308,7 @@ internal static unsafe partial class FastForms
         cpu.SetLazy(FlagOp.Logic, 8, 0, 0, r);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] // inlined into composed blocks (BlockCompiler)
     private static void OrRI64(Cpu cpu, ref DecodedInstruction op)
     {
         ref var d = ref cpu.GprAt(op.Reg);
@@ -297,6 +317,7 @@ internal static unsafe partial class FastForms
         cpu.SetLazy(FlagOp.Logic, 8, 0, 0, r);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] // inlined into composed blocks (BlockCompiler)
     private static void AndRR32(Cpu cpu, ref DecodedInstruction op)
     {
         ref var d = ref cpu.GprAt(op.Reg);
@@ -305,6 +326,7 @@ internal static unsafe partial class FastForms
         cpu.SetLazy(FlagOp.Logic, 4, 0, 0, r);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] // inlined into composed blocks (BlockCompiler)
     private static void AndRI32(Cpu cpu, ref DecodedInstruction op)
     {
         ref var d = ref cpu.GprAt(op.Reg);
@@ -313,6 +335,7 @@ internal static unsafe partial class FastForms
         cpu.SetLazy(FlagOp.Logic, 4, 0, 0, r);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] // inlined into composed blocks (BlockCompiler)
     private static void OrRR32(Cpu cpu, ref DecodedInstruction op)
     {
         ref var d = ref cpu.GprAt(op.Reg);
