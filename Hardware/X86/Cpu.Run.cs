@@ -71,6 +71,12 @@ public sealed unsafe partial class Cpu
     /// <summary>The preemption deadline in force when the last slice ended (the entry's, or one adopted from <see cref="PublishedDeadline"/>).</summary>
     public ulong SliceDeadlineTsc { get; private set; }
 
+    /// <summary>Blocks of this vCPU that reached the compile threshold and got a composed method (<see cref="BlockCompiler"/>).</summary>
+    public long BlocksCompiled { get; private set; }
+
+    /// <summary>Blocks of this vCPU that reached the compile threshold but stay interpreted (a handler without a known method, or the shape cache was full).</summary>
+    public long BlocksNotCompilable { get; private set; }
+
     /// <summary>Instructions decoded so far (decode-cache misses), for statistics.</summary>
     public long InstructionsDecoded => _decodeCache.Decoded;
 
@@ -337,12 +343,17 @@ public sealed unsafe partial class Cpu
 
     /// <summary>Gives a hot block its composed method, or marks it as staying interpreted.</summary>
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static void Compile(Block block)
+    private void Compile(Block block)
     {
         block.Compiled = BlockCompiler.For(block.Ops, block.Count);
         if (block.Compiled is null)
         {
             block.Runs = int.MinValue;
+            BlocksNotCompilable++;
+        }
+        else
+        {
+            BlocksCompiled++;
         }
     }
 

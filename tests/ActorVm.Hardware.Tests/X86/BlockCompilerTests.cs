@@ -1,0 +1,238 @@
+using ActorVm.Hardware.X86;
+using Iced.Intel;
+using static Iced.Intel.AssemblerRegisters;
+
+namespace ActorVm.Hardware.Tests.X86;
+
+/// <summary>
+/// Composed blocks (BlockCompiler): every handler the decoder can pick maps back to its method,
+/// nothing unknown is guessed, blocks compile at the threshold and share code by shape, and a
+/// compiled block behaves as the interpreter loop does (the same tests, whole, run compiled in
+/// <see cref="CompiledBlockModeTests"/>).
+/// </summary>
+public sealed unsafe class BlockCompilerTests
+{
+    [Fact]
+    public void EveryInstructionTableHandlerMapsToItsMethod()
+    {
+        var missing = new List<Code>();
+        foreach (var code in Enum.GetValues<Code>())
+        {
+            var handler = InstructionTable.Handler(code);
+            if (HandlerMethods.Find(handler) is not { } m || m.MethodHandle.GetFunctionPointer() != handler)
+            {
+                missing.Add(code);
+            }
+        }
+
+        Assert.Empty(missing);
+    }
+
+    [Fact]
+    public void APointerThatIsNoHandlerIsNotGuessed()
+    {
+        var notAHandler = (nint)(delegate*<int, int>)&Twice;
+        Assert.Null(HandlerMethods.Find(notAHandler));
+        Assert.Null(HandlerMethods.Find(0));
+
+        var ops = new DecodedInstruction[2];
+        ops[0].Handler = InstructionTable.Handler(Code.Nopd);
+        ops[1].Handler = notAHandler;
+        Assert.Null(BlockCompiler.For(ops, 2));
+    }
+
+    private static int Twice(int x) => 2 * x;
+
+    /// <summary>
+    /// Every form the fast-form equivalence families emit, fast and generic, compiles (none of their
+    /// handlers is missing from the map) and leaves what the interpreter loop leaves.
+    /// </summary>
+    [Theory]
+    [InlineData(32, true)]
+    [InlineData(64, true)]
+    [InlineData(32, false)]
+    [InlineData(64, false)]
+    public void EveryFormOfTheEquivalenceFamiliesCompilesAndAgrees(int bitness, bool fast)
+    {
+        Action<Assembler, int, (int, int, int, int)>[] families =
+            [FastFormsEquivalenceTests.Emit, FastFormsEquivalenceTests.EmitFlowAndAddressing];
+        foreach (var emit in families)
+        {
+            for (var op = 0; op < 64; op++)
+            {
+                var steps = new[] { (op, 1, 2, -100), (op, 3, 5, 0x30F1), (op ^ 1, 6, 3, 7) };
+                var interpreted = Run(bitness, fast, threshold: -1, steps, emit);
+                var compiled = Run(bitness, fast, threshold: 0, steps, emit);
+                Assert.Equal(0, interpreted.Compiled);
+                Assert.True(compiled.Compiled > 0, $"op {op}: no block compiled");
+                Assert.Equal(0, compiled.NotCompilable);
+                Assert.Equal(interpreted.Gpr, compiled.Gpr);
+                Assert.Equal(interpreted.Flags, compiled.Flags);
+                Assert.Equal(interpreted.Retired, compiled.Retired);
+                Assert.Equal(interpreted.Mem, compiled.Mem);
+            }
+        }
+    }
+
+    private static (ulong[] Gpr, ulong Flags, long Retired, byte[] Mem, long Compiled, long NotCompilable) Run(
+        int bitness, bool fast, int threshold, (int, int, int, int)[] steps, Action<Assembler, int, (int, int, int, int)> emit)
+    {
+        using var h = CpuHarness.Create(bitness);
+        h.Cpu.UseFastForms = fast;
+        h.Cpu.BlockCompileThreshold = threshold;
+        h.Load(a =>
+        {
+            foreach (var s in steps)
+            {
+                emit(a, bitness, s);
+            }
+
+            a.hlt();
+        });
+        for (var r = 0; r < 16; r++)
+        {
+            h.Cpu.Gpr[r] = 0x6100 + (ulong)r * 0x10;
+        }
+
+        h.Cpu.Gpr[Cpu.RSP] = CpuHarness.StackTop;
+        Assert.Equal(ExitReason.Hlt, h.Run().Reason);
+        return ((ulong[])h.Cpu.Gpr.Clone(), h.Cpu.Flags, h.Cpu.InstructionsRetired, h.Machine.Memory.ReadBytes(0x6000, 0x4000),
+            h.Cpu.BlocksCompiled, h.Cpu.BlocksNotCompilable);
+    }
+
+    [Theory]
+    [InlineData(0, 1)]
+    [InlineData(5, 1)]
+    [InlineData(1000, 0)]
+    [InlineData(-1, 0)]
+    public void ALoopBlockCompilesOnceItRanThresholdTimes(int threshold, int compiled)
+    {
+        using var h = CpuHarness.Create(32);
+        h.Cpu.BlockCompileThreshold = threshold;
+        h.Load(a =>
+        {
+            var top = a.CreateLabel();
+            a.mov(ecx, 100);
+            a.Label(ref top);
+            a.add(eax, ecx);
+            a.xor(eax, 0x55);
+            a.dec(ecx);
+            a.jnz(top);
+            a.hlt();
+        });
+
+        Assert.Equal(ExitReason.Hlt, h.Run().Reason);
+        // The loop body is one block; the entry (MOV) and the exit (HLT) run once each. HLT
+        // exits without retiring.
+        Assert.Equal(compiled + (threshold == 0 ? 2 : 0), h.Cpu.BlocksCompiled);
+        Assert.Equal(Expected(), h.Cpu.Gpr[Cpu.RAX]);
+        Assert.Equal(1 + 400, h.Cpu.InstructionsRetired);
+
+        static ulong Expected()
+        {
+            uint eax = 0;
+            for (uint ecx = 100; ecx > 0; ecx--)
+            {
+                eax = (eax + ecx) ^ 0x55;
+            }
+
+            return eax;
+        }
+    }
+
+    [Fact]
+    public void BlocksOfOneShapeShareOneMethodAndOtherShapesDoNot()
+    {
+        var a = Decode(32, asm => { asm.add(eax, ebx); asm.xor(ecx, 7); asm.shl(edx, 3); });
+        var b = Decode(32, asm => { asm.add(esi, edi); asm.xor(ebp, 0x1234); asm.shl(eax, 1); });
+        var c = Decode(32, asm => { asm.sub(esi, edi); asm.xor(ebp, 0x1234); asm.shl(eax, 1); });
+
+        var ca = BlockCompiler.For(a, a.Length);
+        Assert.NotNull(ca);
+        Assert.Same(ca, BlockCompiler.For(b, b.Length));
+        Assert.NotSame(ca, BlockCompiler.For(c, c.Length));
+    }
+
+    /// <summary>vCPUs reaching a new shape at once get one method (the cache compiles under its lock).</summary>
+    [Fact]
+    public void ConcurrentCompilesOfOneShapeYieldOneMethod()
+    {
+        // 37 INCs of random registers: a shape no other test compiles, so the threads race for it.
+        var rng = new Random(7);
+        var regs = new[] { eax, ecx, edx, ebx, esi, edi, ebp };
+        var picks = Enumerable.Range(0, 37).Select(_ => regs[rng.Next(regs.Length)]).ToArray();
+        var ops = Decode(32, asm =>
+        {
+            foreach (var r in picks)
+            {
+                asm.inc(r);
+                asm.add(r, 1);
+            }
+        });
+        var results = new CompiledBlock?[8];
+        using var start = new Barrier(results.Length);
+        var threads = Enumerable.Range(0, results.Length).Select(i => new Thread(() =>
+        {
+            start.SignalAndWait(TimeSpan.FromSeconds(5));
+            results[i] = BlockCompiler.For(ops, ops.Length);
+        })).ToArray();
+        foreach (var t in threads)
+        {
+            t.Start();
+        }
+
+        foreach (var t in threads)
+        {
+            Assert.True(t.Join(TimeSpan.FromSeconds(10)));
+        }
+
+        Assert.NotNull(results[0]);
+        Assert.All(results, r => Assert.Same(results[0], r));
+    }
+
+    /// <summary>A fault in the middle of a compiled block: the instructions before it retired, RIP is the faulting one's.</summary>
+    [Fact]
+    public void AFaultInsideACompiledBlockIsPrecise()
+    {
+        using var h = CpuHarness.Create(32);
+        h.Cpu.BlockCompileThreshold = 0;
+        h.InstallFaultStubs();
+        var code = h.Assemble(a =>
+        {
+            a.inc(eax);
+            a.mov(__dword_ptr[ebx], ecx);
+            a.add(eax, 2);
+            a.ud2();                                    // the last two bytes
+        });
+        h.LoadBytes(CpuHarness.CodeBase, code);
+        h.Cpu.Rip = CpuHarness.CodeBase;
+        h.Cpu.Gpr[Cpu.RBX] = 0x6000;
+        h.Cpu.Gpr[Cpu.RSP] = CpuHarness.StackTop;
+
+        Assert.Equal(ExitReason.Hlt, h.Run().Reason);
+        Assert.Equal(Vector.UD, h.FaultVector);
+        Assert.True(h.Cpu.BlocksCompiled > 0);
+        Assert.Equal(3UL, h.Cpu.Gpr[Cpu.RAX]);
+        Assert.Equal(CpuHarness.CodeBase + (ulong)code.Length - 2, h.Machine.Memory.Read32(h.Cpu.Gpr[Cpu.RSP]));
+        Assert.Equal(3, h.Cpu.InstructionsRetired);
+    }
+
+    private static DecodedInstruction[] Decode(int bitness, Action<Assembler> build)
+    {
+        var asm = new Assembler(bitness);
+        build(asm);
+        var stream = new MemoryStream();
+        asm.Assemble(new StreamCodeWriter(stream), 0x8000);
+        var decoder = Iced.Intel.Decoder.Create(bitness, stream.ToArray(), 0x8000);
+        var ops = new List<DecodedInstruction>();
+        while (decoder.IP < 0x8000 + (ulong)stream.Length)
+        {
+            var ins = decoder.Decode();
+            var d = DecodedInstruction.From(ins);
+            d.Handler = d.Solo = ActorVm.Hardware.X86.Instructions.FastForms.Select(ins) is var f and not 0 ? f : InstructionTable.HandlerFor(ins);
+            ops.Add(d);
+        }
+
+        return [.. ops];
+    }
+}
