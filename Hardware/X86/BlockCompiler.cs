@@ -110,7 +110,8 @@ internal static class BlockCompiler
 
     /// <summary>
     /// Emits RunSlots unrolled: per slot i, <c>_index = i; Rip = ops[i].NextIp; Handler_i(cpu, ref ops[i]);
-    /// if (_breakBlock) return i;</c>, then <c>return -1</c>. Null when a handler is not a known method.
+    /// if (_breakBlock) return i;</c>, then <c>return -1</c> (less for register-only slots, see
+    /// <see cref="Instructions.RegisterOnlyAttribute"/>). Null when a handler is not a known method.
     /// </summary>
     private static CompiledBlock? Emit(nint[] handlers)
     {
@@ -139,19 +140,34 @@ internal static class BlockCompiler
         il.Emit(OpCodes.Stfld, Cpu.BreakBlockField);
         for (var i = 0; i < methods.Length; i++)
         {
-            il.Emit(OpCodes.Ldarg_1);
-            il.Emit(OpCodes.Ldc_I4, i);
-            il.Emit(OpCodes.Stfld, Cpu.IndexField);
+            // A register-only fast form cannot fault, exit or end the block and reads no RIP:
+            // nothing can observe its slot index or RIP, so only the block's last slot stores
+            // RIP (what the next block is looked up by).
+            var registerOnly = methods[i].IsDefined(typeof(Instructions.RegisterOnlyAttribute), inherit: false);
+            if (!registerOnly)
+            {
+                il.Emit(OpCodes.Ldarg_1);
+                il.Emit(OpCodes.Ldc_I4, i);
+                il.Emit(OpCodes.Stfld, Cpu.IndexField);
+            }
 
-            il.Emit(OpCodes.Ldarg_1);
-            EmitSlot(il, i);
-            il.Emit(OpCodes.Ldfld, NextIpField);
-            il.Emit(OpCodes.Stfld, RipField);
+            if (!registerOnly || i == methods.Length - 1)
+            {
+                il.Emit(OpCodes.Ldarg_1);
+                EmitSlot(il, i);
+                il.Emit(OpCodes.Ldfld, NextIpField);
+                il.Emit(OpCodes.Stfld, RipField);
+            }
 
             // Generic handlers take the record as the Instruction it starts with (same address).
             il.Emit(OpCodes.Ldarg_1);
             EmitSlot(il, i);
             il.Emit(OpCodes.Call, methods[i]);
+
+            if (registerOnly)
+            {
+                continue;
+            }
 
             var next = il.DefineLabel();
             il.Emit(OpCodes.Ldarg_1);

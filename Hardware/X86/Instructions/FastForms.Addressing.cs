@@ -148,10 +148,12 @@ internal static unsafe partial class FastForms
     }
 
     // LEA does no memory access: the effective address, truncated to the operand size.
+    [RegisterOnly]
     [MethodImpl(MethodImplOptions.AggressiveInlining)] // inlined into composed blocks (BlockCompiler)
     private static void Lea32<TAddr>(Cpu cpu, ref DecodedInstruction op) where TAddr : struct, IAddressing =>
         cpu.GprAt(op.Reg) = (uint)TAddr.Ea(cpu, ref op);
 
+    [RegisterOnly]
     [MethodImpl(MethodImplOptions.AggressiveInlining)] // inlined into composed blocks (BlockCompiler)
     private static void Lea64<TAddr>(Cpu cpu, ref DecodedInstruction op) where TAddr : struct, IAddressing =>
         cpu.GprAt(op.Reg) = TAddr.Ea(cpu, ref op);
@@ -166,6 +168,7 @@ internal static unsafe partial class FastForms
         cpu.GprAt(op.Reg) = cpu.ReadLinear(TAddr.Linear(cpu, ref op), 2);
 
     // The source may be a high-byte register (AH..BH): the generic register read knows those.
+    [RegisterOnly]
     [MethodImpl(MethodImplOptions.AggressiveInlining)] // inlined into composed blocks (BlockCompiler)
     private static void MovzxReg(Cpu cpu, ref DecodedInstruction op) =>
         cpu.WriteReg(op.Instruction.Op0Register, cpu.ReadReg(op.Instruction.Op1Register));

@@ -34,6 +34,7 @@ internal static unsafe partial class FastForms
         };
     }
 
+    [RegisterOnly]
     [MethodImpl(MethodImplOptions.AggressiveInlining)] // inlined into composed blocks (BlockCompiler)
     private static void ShlRI32(Cpu cpu, ref DecodedInstruction op)
     {
@@ -51,6 +52,7 @@ internal static unsafe partial class FastForms
         cpu.SetLazy(FlagOp.Shl, 4, v, (ulong)count, res);
     }
 
+    [RegisterOnly]
     [MethodImpl(MethodImplOptions.AggressiveInlining)] // inlined into composed blocks (BlockCompiler)
     private static void ShrRI32(Cpu cpu, ref DecodedInstruction op)
     {
@@ -68,6 +70,7 @@ internal static unsafe partial class FastForms
         cpu.SetLazy(FlagOp.Shr, 4, v, (ulong)count, res);
     }
 
+    [RegisterOnly]
     [MethodImpl(MethodImplOptions.AggressiveInlining)] // inlined into composed blocks (BlockCompiler)
     private static void SarRI32(Cpu cpu, ref DecodedInstruction op)
     {
@@ -85,6 +88,7 @@ internal static unsafe partial class FastForms
         cpu.SetLazy(FlagOp.Sar, 4, (uint)v, (ulong)count, res);
     }
 
+    [RegisterOnly]
     [MethodImpl(MethodImplOptions.AggressiveInlining)] // inlined into composed blocks (BlockCompiler)
     private static void ShlRI64(Cpu cpu, ref DecodedInstruction op)
     {
@@ -101,6 +105,7 @@ internal static unsafe partial class FastForms
         cpu.SetLazy(FlagOp.Shl, 8, v, (ulong)count, res);
     }
 
+    [RegisterOnly]
     [MethodImpl(MethodImplOptions.AggressiveInlining)] // inlined into composed blocks (BlockCompiler)
     private static void ShrRI64(Cpu cpu, ref DecodedInstruction op)
     {
@@ -117,6 +122,7 @@ internal static unsafe partial class FastForms
         cpu.SetLazy(FlagOp.Shr, 8, v, (ulong)count, res);
     }
 
+    [RegisterOnly]
     [MethodImpl(MethodImplOptions.AggressiveInlining)] // inlined into composed blocks (BlockCompiler)
     private static void SarRI64(Cpu cpu, ref DecodedInstruction op)
     {

@@ -94,10 +94,13 @@ internal static unsafe partial class FastForms
     private static bool SimpleMemory(in Instruction ins) =>
         ins.OpCount == 2 && (ins.Op0Kind == OpKind.Memory) != (ins.Op1Kind == OpKind.Memory);
 
+    [RegisterOnly]
     [MethodImpl(MethodImplOptions.AggressiveInlining)] // inlined into composed blocks (BlockCompiler)
     private static void MovRR32(Cpu cpu, ref DecodedInstruction op) => cpu.GprAt(op.Reg) = (uint)cpu.GprAt(op.Src);
+    [RegisterOnly]
     [MethodImpl(MethodImplOptions.AggressiveInlining)] // inlined into composed blocks (BlockCompiler)
     private static void MovRR64(Cpu cpu, ref DecodedInstruction op) => cpu.GprAt(op.Reg) = cpu.GprAt(op.Src);
+    [RegisterOnly]
     [MethodImpl(MethodImplOptions.AggressiveInlining)] // inlined into composed blocks (BlockCompiler)
     private static void MovRI32(Cpu cpu, ref DecodedInstruction op) => cpu.GprAt(op.Reg) = (uint)op.Imm;
     [MethodImpl(MethodImplOptions.AggressiveInlining)] // inlined into composed blocks (BlockCompiler)
@@ -116,6 +119,7 @@ internal static unsafe partial class FastForms
     private static void Store64<TAddr>(Cpu cpu, ref DecodedInstruction op) where TAddr : struct, IAddressing =>
         cpu.WriteLinear(TAddr.Linear(cpu, ref op), 8, cpu.GprAt(op.Src));
 
+    [RegisterOnly]
     [MethodImpl(MethodImplOptions.AggressiveInlining)] // inlined into composed blocks (BlockCompiler)
     private static void AddRR32(Cpu cpu, ref DecodedInstruction op)
     {
@@ -127,6 +131,7 @@ internal static unsafe partial class FastForms
         cpu.SetLazy(FlagOp.Add, 4, a, b, r);
     }
 
+    [RegisterOnly]
     [MethodImpl(MethodImplOptions.AggressiveInlining)] // inlined into composed blocks (BlockCompiler)
     private static void AddRR64(Cpu cpu, ref DecodedInstruction op)
     {
@@ -138,6 +143,7 @@ internal static unsafe partial class FastForms
         cpu.SetLazy(FlagOp.Add, 8, a, b, r);
     }
 
+    [RegisterOnly]
     [MethodImpl(MethodImplOptions.AggressiveInlining)] // also the first half of a fused pair
     private static void AddRI32(Cpu cpu, ref DecodedInstruction op)
     {
@@ -149,6 +155,7 @@ internal static unsafe partial class FastForms
         cpu.SetLazy(FlagOp.Add, 4, a, b, r);
     }
 
+    [RegisterOnly]
     [MethodImpl(MethodImplOptions.AggressiveInlining)] // also the first half of a fused pair
     private static void AddRI64(Cpu cpu, ref DecodedInstruction op)
     {
@@ -160,6 +167,7 @@ internal static unsafe partial class FastForms
         cpu.SetLazy(FlagOp.Add, 8, a, b, r);
     }
 
+    [RegisterOnly]
     [MethodImpl(MethodImplOptions.AggressiveInlining)] // inlined into composed blocks (BlockCompiler)
     private static void SubRR32(Cpu cpu, ref DecodedInstruction op)
     {
@@ -171,6 +179,7 @@ internal static unsafe partial class FastForms
         cpu.SetLazy(FlagOp.Sub, 4, a, b, r);
     }
 
+    [RegisterOnly]
     [MethodImpl(MethodImplOptions.AggressiveInlining)] // inlined into composed blocks (BlockCompiler)
     private static void SubRR64(Cpu cpu, ref DecodedInstruction op)
     {
@@ -182,6 +191,7 @@ internal static unsafe partial class FastForms
         cpu.SetLazy(FlagOp.Sub, 8, a, b, r);
     }
 
+    [RegisterOnly]
     [MethodImpl(MethodImplOptions.AggressiveInlining)] // also the first half of a fused pair
     private static void SubRI32(Cpu cpu, ref DecodedInstruction op)
     {
@@ -193,6 +203,7 @@ internal static unsafe partial class FastForms
         cpu.SetLazy(FlagOp.Sub, 4, a, b, r);
     }
 
+    [RegisterOnly]
     [MethodImpl(MethodImplOptions.AggressiveInlining)] // also the first half of a fused pair
     private static void SubRI64(Cpu cpu, ref DecodedInstruction op)
     {
@@ -204,6 +215,7 @@ internal static unsafe partial class FastForms
         cpu.SetLazy(FlagOp.Sub, 8, a, b, r);
     }
 
+    [RegisterOnly]
     [MethodImpl(MethodImplOptions.AggressiveInlining)] // also the first half of a fused pair
     private static void CmpRR32(Cpu cpu, ref DecodedInstruction op)
     {
@@ -212,6 +224,7 @@ internal static unsafe partial class FastForms
         cpu.SetLazy(FlagOp.Sub, 4, a, b, a - b);
     }
 
+    [RegisterOnly]
     [MethodImpl(MethodImplOptions.AggressiveInlining)] // also the first half of a fused pair
     private static void CmpRR64(Cpu cpu, ref DecodedInstruction op)
     {
@@ -220,6 +233,7 @@ internal static unsafe partial class FastForms
         cpu.SetLazy(FlagOp.Sub, 8, a, b, a - b);
     }
 
+    [RegisterOnly]
     [MethodImpl(MethodImplOptions.AggressiveInlining)] // also the first half of a fused pair
     private static void CmpRI32(Cpu cpu, ref DecodedInstruction op)
     {
@@ -228,6 +242,7 @@ internal static unsafe partial class FastForms
         cpu.SetLazy(FlagOp.Sub, 4, a, b, a - b);
     }
 
+    [RegisterOnly]
     [MethodImpl(MethodImplOptions.AggressiveInlining)] // also the first half of a fused pair
     private static void CmpRI64(Cpu cpu, ref DecodedInstruction op)
     {
@@ -236,6 +251,7 @@ internal static unsafe partial class FastForms
         cpu.SetLazy(FlagOp.Sub, 8, a, b, a - b);
     }
 
+    [RegisterOnly]
     [MethodImpl(MethodImplOptions.AggressiveInlining)] // inlined into composed blocks (BlockCompiler)
     private static void XorRR32(Cpu cpu, ref DecodedInstruction op)
     {
@@ -245,6 +261,7 @@ internal static unsafe partial class FastForms
         cpu.SetLazy(FlagOp.Logic, 4, 0, 0, r);
     }
 
+    [RegisterOnly]
     [MethodImpl(MethodImplOptions.AggressiveInlining)] // inlined into composed blocks (BlockCompiler)
     private static void XorRR64(Cpu cpu, ref DecodedInstruction op)
     {
@@ -254,6 +271,7 @@ internal static unsafe partial class FastForms
         cpu.SetLazy(FlagOp.Logic, 8, 0, 0, r);
     }
 
+    [RegisterOnly]
     [MethodImpl(MethodImplOptions.AggressiveInlining)] // inlined into composed blocks (BlockCompiler)
     private static void XorRI32(Cpu cpu, ref DecodedInstruction op)
     {
@@ -263,6 +281,7 @@ internal static unsafe partial class FastForms
         cpu.SetLazy(FlagOp.Logic, 4, 0, 0, r);
     }
 
+    [RegisterOnly]
     [MethodImpl(MethodImplOptions.AggressiveInlining)] // inlined into composed blocks (BlockCompiler)
     private static void XorRI64(Cpu cpu, ref DecodedInstruction op)
     {
@@ -272,6 +291,7 @@ internal static unsafe partial class FastForms
         cpu.SetLazy(FlagOp.Logic, 8, 0, 0, r);
     }
 
+    [RegisterOnly]
     [MethodImpl(MethodImplOptions.AggressiveInlining)] // inlined into composed blocks (BlockCompiler)
     private static void AndRR64(Cpu cpu, ref DecodedInstruction op)
     {
@@ -281,6 +301,7 @@ internal static unsafe partial class FastForms
         cpu.SetLazy(FlagOp.Logic, 8, 0, 0, r);
     }
 
+    [RegisterOnly]
     [MethodImpl(MethodImplOptions.AggressiveInlining)] // inlined into composed blocks (BlockCompiler)
     private static void AndRI64(Cpu cpu, ref DecodedInstruction op)
     {
@@ -290,6 +311,7 @@ internal static unsafe partial class FastForms
         cpu.SetLazy(FlagOp.Logic, 8, 0, 0, r);
     }
 
+    [RegisterOnly]
     [MethodImpl(MethodImplOptions.AggressiveInlining)] // inlined into composed blocks (BlockCompiler)
     private static void OrRI32(Cpu cpu, ref DecodedInstruction op)
     {
@@ -299,6 +321,7 @@ internal static unsafe partial class FastForms
         cpu.SetLazy(FlagOp.Logic, 4, 0, 0, r);
     }
 
+    [RegisterOnly]
     [MethodImpl(MethodImplOptions.AggressiveInlining)] // inlined into composed blocks (BlockCompiler)
     private static void OrRR64(Cpu cpu, ref DecodedInstruction op)
     {
@@ -308,6 +331,7 @@ internal static unsafe partial class FastForms
         cpu.SetLazy(FlagOp.Logic, 8, 0, 0, r);
     }
 
+    [RegisterOnly]
     [MethodImpl(MethodImplOptions.AggressiveInlining)] // inlined into composed blocks (BlockCompiler)
     private static void OrRI64(Cpu cpu, ref DecodedInstruction op)
     {
@@ -317,6 +341,7 @@ internal static unsafe partial class FastForms
         cpu.SetLazy(FlagOp.Logic, 8, 0, 0, r);
     }
 
+    [RegisterOnly]
     [MethodImpl(MethodImplOptions.AggressiveInlining)] // inlined into composed blocks (BlockCompiler)
     private static void AndRR32(Cpu cpu, ref DecodedInstruction op)
     {
@@ -326,6 +351,7 @@ internal static unsafe partial class FastForms
         cpu.SetLazy(FlagOp.Logic, 4, 0, 0, r);
     }
 
+    [RegisterOnly]
     [MethodImpl(MethodImplOptions.AggressiveInlining)] // inlined into composed blocks (BlockCompiler)
     private static void AndRI32(Cpu cpu, ref DecodedInstruction op)
     {
@@ -335,6 +361,7 @@ internal static unsafe partial class FastForms
         cpu.SetLazy(FlagOp.Logic, 4, 0, 0, r);
     }
 
+    [RegisterOnly]
     [MethodImpl(MethodImplOptions.AggressiveInlining)] // inlined into composed blocks (BlockCompiler)
     private static void OrRR32(Cpu cpu, ref DecodedInstruction op)
     {
@@ -344,22 +371,27 @@ internal static unsafe partial class FastForms
         cpu.SetLazy(FlagOp.Logic, 4, 0, 0, r);
     }
 
+    [RegisterOnly]
     [MethodImpl(MethodImplOptions.AggressiveInlining)] // also the first half of a fused pair
     private static void TestRR32(Cpu cpu, ref DecodedInstruction op) =>
         cpu.SetLazy(FlagOp.Logic, 4, 0, 0, (uint)cpu.GprAt(op.Reg) & (uint)cpu.GprAt(op.Src));
 
+    [RegisterOnly]
     [MethodImpl(MethodImplOptions.AggressiveInlining)] // also the first half of a fused pair
     private static void TestRI32(Cpu cpu, ref DecodedInstruction op) =>
         cpu.SetLazy(FlagOp.Logic, 4, 0, 0, (uint)cpu.GprAt(op.Reg) & (uint)op.Imm);
 
+    [RegisterOnly]
     [MethodImpl(MethodImplOptions.AggressiveInlining)] // also the first half of a fused pair
     private static void TestRI64(Cpu cpu, ref DecodedInstruction op) =>
         cpu.SetLazy(FlagOp.Logic, 8, 0, 0, cpu.GprAt(op.Reg) & op.Imm);
 
+    [RegisterOnly]
     [MethodImpl(MethodImplOptions.AggressiveInlining)] // also the first half of a fused pair
     private static void TestRR64(Cpu cpu, ref DecodedInstruction op) =>
         cpu.SetLazy(FlagOp.Logic, 8, 0, 0, cpu.GprAt(op.Reg) & cpu.GprAt(op.Src));
 
+    [RegisterOnly]
     [MethodImpl(MethodImplOptions.AggressiveInlining)] // also the first half of a fused pair
     private static void IncR32(Cpu cpu, ref DecodedInstruction op)
     {
@@ -370,6 +402,7 @@ internal static unsafe partial class FastForms
         cpu.SetLazyKeepCarry(FlagOp.Inc, 4, a, r);
     }
 
+    [RegisterOnly]
     [MethodImpl(MethodImplOptions.AggressiveInlining)] // also the first half of a fused pair
     private static void DecR32(Cpu cpu, ref DecodedInstruction op)
     {
@@ -380,6 +413,7 @@ internal static unsafe partial class FastForms
         cpu.SetLazyKeepCarry(FlagOp.Dec, 4, a, r);
     }
 
+    [RegisterOnly]
     [MethodImpl(MethodImplOptions.AggressiveInlining)] // also the first half of a fused pair
     private static void IncR64(Cpu cpu, ref DecodedInstruction op)
     {
@@ -389,6 +423,7 @@ internal static unsafe partial class FastForms
         cpu.SetLazyKeepCarry(FlagOp.Inc, 8, a, a + 1);
     }
 
+    [RegisterOnly]
     [MethodImpl(MethodImplOptions.AggressiveInlining)] // also the first half of a fused pair
     private static void DecR64(Cpu cpu, ref DecodedInstruction op)
     {

@@ -217,6 +217,29 @@ public sealed unsafe class BlockCompilerTests
         Assert.Equal(3, h.Cpu.InstructionsRetired);
     }
 
+    /// <summary>
+    /// A block that ends at a page boundary on register-only forms (no slot of it stores RIP but
+    /// the last): the next block is looked up at the right address.
+    /// </summary>
+    [Fact]
+    public void ABlockOfRegisterOnlyFormsEndingAtAPageBoundaryLeavesRipAfterIt()
+    {
+        using var h = CpuHarness.Create(32);
+        h.Cpu.BlockCompileThreshold = 0;
+        var adds = h.Assemble(a => { a.add(eax, ecx); a.add(eax, ecx); a.add(eax, ecx); a.add(eax, ecx); }, 0x8FF8);
+        Assert.Equal(8, adds.Length);
+        h.LoadBytes(0x8FF8, adds);
+        h.LoadBytes(0x9000, h.Assemble(a => a.hlt(), 0x9000));
+        h.Cpu.Rip = 0x8FF8;
+        h.Cpu.Gpr[Cpu.RCX] = 5;
+
+        Assert.Equal(ExitReason.Hlt, h.Run(1000).Reason);
+        Assert.Equal(0x9000UL, h.Cpu.Rip);
+        Assert.Equal(20UL, h.Cpu.Gpr[Cpu.RAX]);
+        Assert.Equal(4, h.Cpu.InstructionsRetired);
+        Assert.Equal(2, h.Cpu.BlocksCompiled);
+    }
+
     private static DecodedInstruction[] Decode(int bitness, Action<Assembler> build)
     {
         var asm = new Assembler(bitness);
