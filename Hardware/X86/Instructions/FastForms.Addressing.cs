@@ -159,10 +159,12 @@ internal static unsafe partial class FastForms
         cpu.GprAt(op.Reg) = TAddr.Ea(cpu, ref op);
 
     // MOVZX into a 32-bit register zero-extends to 64 bits like any 32-bit write (SDM vol. 1 3.4.1.1).
+    [NoRipAccess]
     [MethodImpl(MethodImplOptions.AggressiveInlining)] // inlined into composed blocks (BlockCompiler)
     private static void MovzxLoad8<TAddr>(Cpu cpu, ref DecodedInstruction op) where TAddr : struct, IAddressing =>
         cpu.GprAt(op.Reg) = cpu.ReadLinear(TAddr.Linear(cpu, ref op), 1);
 
+    [NoRipAccess]
     [MethodImpl(MethodImplOptions.AggressiveInlining)] // inlined into composed blocks (BlockCompiler)
     private static void MovzxLoad16<TAddr>(Cpu cpu, ref DecodedInstruction op) where TAddr : struct, IAddressing =>
         cpu.GprAt(op.Reg) = cpu.ReadLinear(TAddr.Linear(cpu, ref op), 2);
@@ -173,6 +175,7 @@ internal static unsafe partial class FastForms
     private static void MovzxReg(Cpu cpu, ref DecodedInstruction op) =>
         cpu.WriteReg(op.Instruction.Op0Register, cpu.ReadReg(op.Instruction.Op1Register));
 
+    [NoRipAccess]
     [MethodImpl(MethodImplOptions.AggressiveInlining)] // inlined into composed blocks (BlockCompiler)
     private static void AddLoad32<TAddr>(Cpu cpu, ref DecodedInstruction op) where TAddr : struct, IAddressing
     {
@@ -184,6 +187,7 @@ internal static unsafe partial class FastForms
         cpu.SetLazy(FlagOp.Add, 4, a, b, r);
     }
 
+    [NoRipAccess]
     [MethodImpl(MethodImplOptions.AggressiveInlining)] // inlined into composed blocks (BlockCompiler)
     private static void AddLoad64<TAddr>(Cpu cpu, ref DecodedInstruction op) where TAddr : struct, IAddressing
     {
@@ -195,6 +199,7 @@ internal static unsafe partial class FastForms
         cpu.SetLazy(FlagOp.Add, 8, a, b, r);
     }
 
+    [NoRipAccess]
     [MethodImpl(MethodImplOptions.AggressiveInlining)] // inlined into composed blocks (BlockCompiler)
     private static void SubLoad32<TAddr>(Cpu cpu, ref DecodedInstruction op) where TAddr : struct, IAddressing
     {
@@ -206,6 +211,7 @@ internal static unsafe partial class FastForms
         cpu.SetLazy(FlagOp.Sub, 4, a, b, r);
     }
 
+    [NoRipAccess]
     [MethodImpl(MethodImplOptions.AggressiveInlining)] // inlined into composed blocks (BlockCompiler)
     private static void CmpLoad32<TAddr>(Cpu cpu, ref DecodedInstruction op) where TAddr : struct, IAddressing
     {
@@ -214,6 +220,7 @@ internal static unsafe partial class FastForms
         cpu.SetLazy(FlagOp.Sub, 4, a, b, a - b);
     }
 
+    [NoRipAccess]
     [MethodImpl(MethodImplOptions.AggressiveInlining)] // inlined into composed blocks (BlockCompiler)
     private static void CmpLoad64<TAddr>(Cpu cpu, ref DecodedInstruction op) where TAddr : struct, IAddressing
     {
@@ -222,6 +229,7 @@ internal static unsafe partial class FastForms
         cpu.SetLazy(FlagOp.Sub, 8, a, b, a - b);
     }
 
+    [NoRipAccess]
     [MethodImpl(MethodImplOptions.AggressiveInlining)] // inlined into composed blocks (BlockCompiler)
     private static void AndLoad32<TAddr>(Cpu cpu, ref DecodedInstruction op) where TAddr : struct, IAddressing
     {
@@ -232,6 +240,7 @@ internal static unsafe partial class FastForms
         cpu.SetLazy(FlagOp.Logic, 4, 0, 0, r);
     }
 
+    [NoRipAccess]
     [MethodImpl(MethodImplOptions.AggressiveInlining)] // inlined into composed blocks (BlockCompiler)
     private static void OrLoad32<TAddr>(Cpu cpu, ref DecodedInstruction op) where TAddr : struct, IAddressing
     {
@@ -242,6 +251,7 @@ internal static unsafe partial class FastForms
         cpu.SetLazy(FlagOp.Logic, 4, 0, 0, r);
     }
 
+    [NoRipAccess]
     [MethodImpl(MethodImplOptions.AggressiveInlining)] // inlined into composed blocks (BlockCompiler)
     private static void XorLoad32<TAddr>(Cpu cpu, ref DecodedInstruction op) where TAddr : struct, IAddressing
     {

@@ -240,6 +240,36 @@ public sealed unsafe class BlockCompilerTests
         Assert.Equal(2, h.Cpu.BlocksCompiled);
     }
 
+    /// <summary>
+    /// A store in the middle of a compiled block rewrites the block's next instruction: the block
+    /// ends after the store (no RIP stored before it, so its way out stores it) and the rewritten
+    /// instruction runs.
+    /// </summary>
+    [Fact]
+    public void AStoreIntoItsOwnBlockEndsTheCompiledBlockAfterTheStore()
+    {
+        using var h = CpuHarness.Create(32);
+        h.Cpu.BlockCompileThreshold = 0;
+        var code = h.Assemble(a =>
+        {
+            a.inc(edx);
+            a.mov(__dword_ptr[ebx], ecx);   // rewrites the immediate of the MOV below
+            a.mov(eax, 1);                  // B8 imm32
+            a.hlt();
+        });
+        h.LoadBytes(CpuHarness.CodeBase, code);
+        h.Cpu.Rip = CpuHarness.CodeBase;
+        h.Cpu.Gpr[Cpu.RBX] = CpuHarness.CodeBase + (ulong)code.Length - 5;
+        h.Cpu.Gpr[Cpu.RCX] = 9;
+        h.Cpu.Gpr[Cpu.RDX] = 0;
+
+        Assert.Equal(ExitReason.Hlt, h.Run(1000).Reason);
+        Assert.Equal(9UL, h.Cpu.Gpr[Cpu.RAX]);
+        Assert.Equal(1UL, h.Cpu.Gpr[Cpu.RDX]);
+        Assert.Equal(3, h.Cpu.InstructionsRetired);
+        Assert.True(h.Cpu.BlocksCompiled >= 2);
+    }
+
     private static DecodedInstruction[] Decode(int bitness, Action<Assembler> build)
     {
         var asm = new Assembler(bitness);
