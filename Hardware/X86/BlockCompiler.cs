@@ -151,9 +151,7 @@ internal static class BlockCompiler
                 il.Emit(OpCodes.Stfld, Cpu.IndexField);
             }
 
-            var last = i == methods.Length - 1;
-            var noRip = methods[i].IsDefined(typeof(Instructions.NoRipAccessAttribute), inherit: false);
-            if ((!registerOnly && !noRip) || last)
+            if (!registerOnly || i == methods.Length - 1)
             {
                 il.Emit(OpCodes.Ldarg_1);
                 EmitSlot(il, i);
@@ -175,15 +173,6 @@ internal static class BlockCompiler
             il.Emit(OpCodes.Ldarg_1);
             il.Emit(OpCodes.Ldfld, Cpu.BreakBlockField);
             il.Emit(OpCodes.Brfalse, next);
-            if (noRip && !last)
-            {
-                // Ended the block (a store into code): the next block is looked up at its next RIP.
-                il.Emit(OpCodes.Ldarg_1);
-                EmitSlot(il, i);
-                il.Emit(OpCodes.Ldfld, NextIpField);
-                il.Emit(OpCodes.Stfld, RipField);
-            }
-
             il.Emit(OpCodes.Ldc_I4, i);
             il.Emit(OpCodes.Ret);
             il.MarkLabel(next);

@@ -159,12 +159,10 @@ internal static unsafe partial class FastForms
         cpu.GprAt(op.Reg) = TAddr.Ea(cpu, ref op);
 
     // MOVZX into a 32-bit register zero-extends to 64 bits like any 32-bit write (SDM vol. 1 3.4.1.1).
-    [NoRipAccess]
     [MethodImpl(MethodImplOptions.AggressiveInlining)] // inlined into composed blocks (BlockCompiler)
     private static void MovzxLoad8<TAddr>(Cpu cpu, ref DecodedInstruction op) where TAddr : struct, IAddressing =>
         cpu.GprAt(op.Reg) = cpu.ReadLinear(TAddr.Linear(cpu, ref op), 1);
 
-    [NoRipAccess]
     [MethodImpl(MethodImplOptions.AggressiveInlining)] // inlined into composed blocks (BlockCompiler)
     private static void MovzxLoad16<TAddr>(Cpu cpu, ref DecodedInstruction op) where TAddr : struct, IAddressing =>
         cpu.GprAt(op.Reg) = cpu.ReadLinear(TAddr.Linear(cpu, ref op), 2);
@@ -175,7 +173,6 @@ internal static unsafe partial class FastForms
     private static void MovzxReg(Cpu cpu, ref DecodedInstruction op) =>
         cpu.WriteReg(op.Instruction.Op0Register, cpu.ReadReg(op.Instruction.Op1Register));
 
-    [NoRipAccess]
     [MethodImpl(MethodImplOptions.AggressiveInlining)] // inlined into composed blocks (BlockCompiler)
     private static void AddLoad32<TAddr>(Cpu cpu, ref DecodedInstruction op) where TAddr : struct, IAddressing
     {
@@ -187,7 +184,6 @@ internal static unsafe partial class FastForms
         cpu.SetLazy(FlagOp.Add, 4, a, b, r);
     }
 
-    [NoRipAccess]
     [MethodImpl(MethodImplOptions.AggressiveInlining)] // inlined into composed blocks (BlockCompiler)
     private static void AddLoad64<TAddr>(Cpu cpu, ref DecodedInstruction op) where TAddr : struct, IAddressing
     {
@@ -199,7 +195,6 @@ internal static unsafe partial class FastForms
         cpu.SetLazy(FlagOp.Add, 8, a, b, r);
     }
 
-    [NoRipAccess]
     [MethodImpl(MethodImplOptions.AggressiveInlining)] // inlined into composed blocks (BlockCompiler)
     private static void SubLoad32<TAddr>(Cpu cpu, ref DecodedInstruction op) where TAddr : struct, IAddressing
     {
@@ -211,7 +206,6 @@ internal static unsafe partial class FastForms
         cpu.SetLazy(FlagOp.Sub, 4, a, b, r);
     }
 
-    [NoRipAccess]
     [MethodImpl(MethodImplOptions.AggressiveInlining)] // inlined into composed blocks (BlockCompiler)
     private static void CmpLoad32<TAddr>(Cpu cpu, ref DecodedInstruction op) where TAddr : struct, IAddressing
     {
@@ -220,7 +214,6 @@ internal static unsafe partial class FastForms
         cpu.SetLazy(FlagOp.Sub, 4, a, b, a - b);
     }
 
-    [NoRipAccess]
     [MethodImpl(MethodImplOptions.AggressiveInlining)] // inlined into composed blocks (BlockCompiler)
     private static void CmpLoad64<TAddr>(Cpu cpu, ref DecodedInstruction op) where TAddr : struct, IAddressing
     {
@@ -229,7 +222,6 @@ internal static unsafe partial class FastForms
         cpu.SetLazy(FlagOp.Sub, 8, a, b, a - b);
     }
 
-    [NoRipAccess]
     [MethodImpl(MethodImplOptions.AggressiveInlining)] // inlined into composed blocks (BlockCompiler)
     private static void AndLoad32<TAddr>(Cpu cpu, ref DecodedInstruction op) where TAddr : struct, IAddressing
     {
@@ -240,7 +232,6 @@ internal static unsafe partial class FastForms
         cpu.SetLazy(FlagOp.Logic, 4, 0, 0, r);
     }
 
-    [NoRipAccess]
     [MethodImpl(MethodImplOptions.AggressiveInlining)] // inlined into composed blocks (BlockCompiler)
     private static void OrLoad32<TAddr>(Cpu cpu, ref DecodedInstruction op) where TAddr : struct, IAddressing
     {
@@ -251,7 +242,6 @@ internal static unsafe partial class FastForms
         cpu.SetLazy(FlagOp.Logic, 4, 0, 0, r);
     }
 
-    [NoRipAccess]
     [MethodImpl(MethodImplOptions.AggressiveInlining)] // inlined into composed blocks (BlockCompiler)
     private static void XorLoad32<TAddr>(Cpu cpu, ref DecodedInstruction op) where TAddr : struct, IAddressing
     {

@@ -165,11 +165,9 @@ internal static unsafe partial class FastForms
         }
     }
 
-    [NoRipAccess]
     [MethodImpl(MethodImplOptions.AggressiveInlining)] // inlined into composed blocks (BlockCompiler)
     private static void PushR32(Cpu cpu, ref DecodedInstruction op) => Push32(cpu, (uint)cpu.GprAt(op.Reg));
 
-    [NoRipAccess]
     [MethodImpl(MethodImplOptions.AggressiveInlining)] // inlined into composed blocks (BlockCompiler)
     private static void PopR32(Cpu cpu, ref DecodedInstruction op)
     {
@@ -177,11 +175,9 @@ internal static unsafe partial class FastForms
         cpu.GprAt(op.Reg) = v;
     }
 
-    [NoRipAccess]
     [MethodImpl(MethodImplOptions.AggressiveInlining)] // inlined into composed blocks (BlockCompiler)
     private static void PushR64(Cpu cpu, ref DecodedInstruction op) => Push64(cpu, cpu.GprAt(op.Reg));
 
-    [NoRipAccess]
     [MethodImpl(MethodImplOptions.AggressiveInlining)] // inlined into composed blocks (BlockCompiler)
     private static void PopR64(Cpu cpu, ref DecodedInstruction op)
     {
