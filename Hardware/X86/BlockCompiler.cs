@@ -5,12 +5,13 @@ using System.Runtime.CompilerServices;
 namespace ActorVm.Hardware.X86;
 
 /// <summary>
-/// A hot block's handler slots composed into one method: <c>int Run(Cpu, ref DecodedInstruction op0)</c>
+/// A hot block's handler slots composed into one method: <c>int Run(Cpu, ref DecodedInstruction op0, Block, chainUntil)</c>
 /// does exactly what <see cref="Cpu"/>'s RunSlots loop does for that block, unrolled, with a
 /// direct call to each slot's handler instead of an indirect one, so the JIT can inline the small
-/// fast forms into it.
+/// fast forms into it; when the block's successor is the block itself (a loop) and RunBlocks
+/// would follow it, it runs it again without returning (<see cref="Cpu.LoopsAgain"/>).
 /// </summary>
-internal delegate int CompiledBlock(Cpu cpu, ref DecodedInstruction op0);
+internal delegate int CompiledBlock(Cpu cpu, ref DecodedInstruction op0, Block block, long chainUntil);
 
 /// <summary>
 /// Compiles hot blocks (<see cref="CompiledBlock"/>) with <see cref="DynamicMethod"/>. The code is
@@ -33,6 +34,8 @@ internal static class BlockCompiler
     private static readonly int SlotSize = Unsafe.SizeOf<DecodedInstruction>();
 
     private static readonly FieldInfo RipField = typeof(Cpu).GetField(nameof(Cpu.Rip))!;
+    private static readonly MethodInfo LoopsAgainMethod =
+        typeof(Cpu).GetMethod(nameof(Cpu.LoopsAgain), BindingFlags.NonPublic | BindingFlags.Instance)!;
     private static readonly FieldInfo NextIpField = typeof(DecodedInstruction).GetField(nameof(DecodedInstruction.NextIp))!;
 
     private static long _compiled, _notCompilable, _shared;
@@ -118,8 +121,9 @@ internal static class BlockCompiler
 
     /// <summary>
     /// Emits RunSlots unrolled: per slot i, <c>_index = i; Rip = ops[i].NextIp; Handler_i(cpu, ref ops[i]);
-    /// if (_breakBlock) return i;</c>, then <c>return -1</c> (less for register-only slots, see
-    /// <see cref="Instructions.RegisterOnlyAttribute"/>). Null when a handler is not a known method.
+    /// if (_breakBlock) return i;</c> (less for register-only slots, see
+    /// <see cref="Instructions.RegisterOnlyAttribute"/>), then from the top again while
+    /// <see cref="Cpu.LoopsAgain"/>, else <c>return -1</c>. Null when a handler is not a known method.
     /// </summary>
     private static CompiledBlock? Emit(nint[] handlers)
     {
@@ -139,13 +143,15 @@ internal static class BlockCompiler
         var dm = new DynamicMethod(
             "CompiledBlock" + handlers.Length,
             typeof(int),
-            [typeof(object), typeof(Cpu), typeof(DecodedInstruction).MakeByRefType()],
+            [typeof(object), typeof(Cpu), typeof(DecodedInstruction).MakeByRefType(), typeof(Block), typeof(long)],
             typeof(Cpu),
             skipVisibility: true);
         var il = dm.GetILGenerator();
         il.Emit(OpCodes.Ldarg_1);
         il.Emit(OpCodes.Ldc_I4_0);
         il.Emit(OpCodes.Stfld, Cpu.BreakBlockField);
+        var top = il.DefineLabel();
+        il.MarkLabel(top);
         for (var i = 0; i < methods.Length; i++)
         {
             // A register-only fast form cannot fault, exit or end the block and reads no RIP:
@@ -186,6 +192,12 @@ internal static class BlockCompiler
             il.MarkLabel(next);
         }
 
+        // The block ran to its end (the break flag is clear): again while it is its own successor.
+        il.Emit(OpCodes.Ldarg_1);
+        il.Emit(OpCodes.Ldarg_3);
+        il.Emit(OpCodes.Ldarg_S, (byte)4);
+        il.Emit(OpCodes.Call, LoopsAgainMethod);
+        il.Emit(OpCodes.Brtrue, top);
         il.Emit(OpCodes.Ldc_I4_M1);
         il.Emit(OpCodes.Ret);
         return (CompiledBlock)dm.CreateDelegate(typeof(CompiledBlock), null);

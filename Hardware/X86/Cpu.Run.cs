@@ -290,7 +290,7 @@ public sealed unsafe partial class Cpu
             }
 
             var broken = block.Compiled is { } compiled
-                ? compiled(this, ref MemoryMarshal.GetArrayDataReference(ops))
+                ? compiled(this, ref MemoryMarshal.GetArrayDataReference(ops), block, chainUntil)
                 : RunSlots(ops, block.Count);
             if (broken >= 0)
             {
@@ -339,6 +339,27 @@ public sealed unsafe partial class Cpu
         }
 
         return -1;
+    }
+
+    /// <summary>
+    /// Whether a composed block that ran to its end runs again at once: what the boundary below in
+    /// <see cref="RunBlocks"/> does when the successor is the block itself (same RIP, translation
+    /// epoch and code), its chain limit and kick poll included; then it retires the block as
+    /// RunBlocks would. When false, RunBlocks retires it and takes the boundary itself.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal bool LoopsAgain(Block block, long chainUntil)
+    {
+        var n = block.Ops.Length;
+        if (Rip != block.Rip || _sliceRetired + n >= chainUntil || ModeWord.Read() == ModeWord.ExitingGuestMode
+            || block.Epoch != TranslationEpoch || !block.IsCurrent)
+        {
+            return false;
+        }
+
+        _index = -1;
+        Retire(n);
+        return true;
     }
 
     /// <summary>Gives a hot block its composed method, or marks it as staying interpreted.</summary>

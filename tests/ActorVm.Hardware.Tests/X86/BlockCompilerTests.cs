@@ -140,6 +140,75 @@ public sealed unsafe class BlockCompilerTests
         }
     }
 
+    /// <summary>
+    /// A compiled loop runs itself again inside its method: it must still stop where the
+    /// interpreter loop stops, at the instruction budget (and at every deadline check on the way),
+    /// with the same registers and retired count, and exit at once on a kick.
+    /// </summary>
+    [Theory]
+    [InlineData(10_000)]
+    [InlineData(12_345)]
+    public void ACompiledLoopStopsAtTheBudgetWhereTheInterpreterStops(long budget)
+    {
+        (ExitReason, long, ulong, ulong, ulong) Run(int threshold)
+        {
+            using var h = CpuHarness.Create(32);
+            h.Cpu.BlockCompileThreshold = threshold;
+            h.Load(a =>
+            {
+                var top = a.CreateLabel();
+                a.mov(ecx, 1_000_000);
+                a.Label(ref top);
+                a.add(eax, ecx);
+                a.mov(__dword_ptr[ebx], eax);
+                a.xor(eax, 0x55);
+                a.dec(ecx);
+                a.jnz(top);
+                a.hlt();
+            });
+            h.Cpu.Gpr[Cpu.RBX] = 0x6000;
+            var exit = h.Cpu.Run(new VmEntry(InstructionBudget: budget, PreemptionDeadlineTsc: ulong.MaxValue - 1));
+            return (exit.Reason, exit.InstructionsRetired, h.Cpu.Rip, h.Cpu.Gpr[Cpu.RAX], h.Cpu.Gpr[Cpu.RCX]);
+        }
+
+        var interpreted = Run(-1);
+        var compiled = Run(0);
+        Assert.Equal(ExitReason.ExternalInterrupt, interpreted.Item1);
+        Assert.Equal(interpreted, compiled);
+    }
+
+    [Fact]
+    public void AKickStopsACompiledLoopAtItsNextIteration()
+    {
+        using var h = CpuHarness.Create(32);
+        h.Cpu.BlockCompileThreshold = 0;
+        h.Load(a =>
+        {
+            var top = a.CreateLabel();
+            a.Label(ref top);
+            a.inc(eax);
+            a.jmp(top);
+        });
+        h.Cpu.Gpr[Cpu.RAX] = 0;
+        var kicker = new Thread(() =>
+        {
+            // Kick once the loop has run a while (bounded: the loop counts in EAX).
+            var sw = System.Diagnostics.Stopwatch.StartNew();
+            while (Volatile.Read(ref h.Cpu.Gpr[Cpu.RAX]) < 100_000 && sw.Elapsed < TimeSpan.FromSeconds(5))
+            {
+                Thread.Yield();
+            }
+
+            h.Cpu.ModeWord.Set(ModeWord.ExitingGuestMode);
+        });
+        kicker.Start();
+        var exit = h.Cpu.Run(new VmEntry(InstructionBudget: 1L << 40));
+        Assert.True(kicker.Join(TimeSpan.FromSeconds(10)));
+        Assert.Equal(ExitReason.ExternalInterrupt, exit.Reason);
+        Assert.Equal(2 * (long)h.Cpu.Gpr[Cpu.RAX], exit.InstructionsRetired);
+        Assert.True(h.Cpu.BlocksCompiled > 0);
+    }
+
     [Fact]
     public void BlocksOfOneShapeShareOneMethodAndOtherShapesDoNot()
     {
