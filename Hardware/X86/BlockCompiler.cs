@@ -78,8 +78,13 @@ internal static class BlockCompiler
         }
     }
 
-    /// <summary>The compiled code for a block's shape, or null when the block cannot be compiled.</summary>
-    public static CompiledBlock? For(DecodedInstruction[] ops, int count)
+    /// <summary>
+    /// The compiled code for a block's shape, or null when the block cannot be compiled.
+    /// <paramref name="loops"/>: the block ends in a branch to its own start, so its method runs it
+    /// again while <see cref="Cpu.LoopsAgain"/> (other blocks get no back edge: measured, the
+    /// check alone cost the branchy loop a few per cent).
+    /// </summary>
+    public static CompiledBlock? For(DecodedInstruction[] ops, int count, bool loops = false)
     {
         var handlers = new nint[count];
         for (var i = 0; i < count; i++)
@@ -87,7 +92,7 @@ internal static class BlockCompiler
             handlers[i] = ops[i].Handler;
         }
 
-        var shape = new Shape(handlers);
+        var shape = new Shape(handlers, loops);
         lock (Gate)
         {
             if (Shapes.TryGetValue(shape, out var known))
@@ -112,7 +117,7 @@ internal static class BlockCompiler
             }
 
             // Compiled under the lock: two vCPUs reaching the same new shape compile it once.
-            var code = Emit(handlers);
+            var code = Emit(handlers, loops);
             Shapes[shape] = code;
             Interlocked.Increment(ref code is null ? ref _notCompilable : ref _compiled);
             return code;
@@ -125,7 +130,7 @@ internal static class BlockCompiler
     /// <see cref="Instructions.RegisterOnlyAttribute"/>), then from the top again while
     /// <see cref="Cpu.LoopsAgain"/>, else <c>return -1</c>. Null when a handler is not a known method.
     /// </summary>
-    private static CompiledBlock? Emit(nint[] handlers)
+    private static CompiledBlock? Emit(nint[] handlers, bool loops)
     {
         var methods = new MethodInfo[handlers.Length];
         for (var i = 0; i < handlers.Length; i++)
@@ -192,12 +197,16 @@ internal static class BlockCompiler
             il.MarkLabel(next);
         }
 
-        // The block ran to its end (the break flag is clear): again while it is its own successor.
-        il.Emit(OpCodes.Ldarg_1);
-        il.Emit(OpCodes.Ldarg_3);
-        il.Emit(OpCodes.Ldarg_S, (byte)4);
-        il.Emit(OpCodes.Call, LoopsAgainMethod);
-        il.Emit(OpCodes.Brtrue, top);
+        if (loops)
+        {
+            // The block ran to its end (the break flag is clear): again while it is its own successor.
+            il.Emit(OpCodes.Ldarg_1);
+            il.Emit(OpCodes.Ldarg_3);
+            il.Emit(OpCodes.Ldarg_S, (byte)4);
+            il.Emit(OpCodes.Call, LoopsAgainMethod);
+            il.Emit(OpCodes.Brtrue, top);
+        }
+
         il.Emit(OpCodes.Ldc_I4_M1);
         il.Emit(OpCodes.Ret);
         return (CompiledBlock)dm.CreateDelegate(typeof(CompiledBlock), null);
@@ -214,12 +223,15 @@ internal static class BlockCompiler
         }
     }
 
-    /// <summary>A block's handler sequence, compared by value.</summary>
-    private sealed class Shape(nint[] handlers) : IEquatable<Shape>
+    /// <summary>A block's handler sequence and whether it loops to itself, compared by value.</summary>
+    private sealed class Shape(nint[] handlers, bool loops) : IEquatable<Shape>
     {
-        private readonly int _hash = Hash(handlers);
+        private readonly int _hash = HashCode.Combine(Hash(handlers), loops);
 
-        public bool Equals(Shape? other) => other is not null && handlers.AsSpan().SequenceEqual(other.Handlers);
+        public bool Equals(Shape? other) =>
+            other is not null && loops == other.Loops && handlers.AsSpan().SequenceEqual(other.Handlers);
+
+        private bool Loops => loops;
 
         public override bool Equals(object? obj) => Equals(obj as Shape);
 

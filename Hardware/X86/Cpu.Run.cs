@@ -366,7 +366,12 @@ public sealed unsafe partial class Cpu
     [MethodImpl(MethodImplOptions.NoInlining)]
     private void Compile(Block block)
     {
-        block.Compiled = BlockCompiler.For(block.Ops, block.Count);
+        // A loop's block ends in a branch back to its start: its method gets the back edge.
+        var last = block.Ops[^1].Instruction;
+        var loops = last.FlowControl is FlowControl.ConditionalBranch or FlowControl.UnconditionalBranch
+            && last.Op0Kind is OpKind.NearBranch16 or OpKind.NearBranch32 or OpKind.NearBranch64
+            && last.NearBranchTarget == block.Rip;
+        block.Compiled = BlockCompiler.For(block.Ops, block.Count, loops);
         if (block.Compiled is null)
         {
             block.Runs = int.MinValue;
