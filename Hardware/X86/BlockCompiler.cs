@@ -1,6 +1,7 @@
 using System.Reflection;
 using System.Reflection.Emit;
 using System.Runtime.CompilerServices;
+using Serilog;
 
 namespace ActorVm.Hardware.X86;
 
@@ -29,6 +30,7 @@ internal static class BlockCompiler
     /// <summary>The environment variable that overrides <see cref="DefaultThreshold"/> (a negative value turns compilation off).</summary>
     public const string ThresholdVariable = "ACTORVM_BLOCK_COMPILE_THRESHOLD";
 
+    private static readonly ILogger Logger = Log.ForContext(typeof(BlockCompiler));
     private static readonly Lock Gate = new();
     private static readonly Dictionary<Shape, CompiledBlock?> Shapes = [];
     private static readonly int SlotSize = Unsafe.SizeOf<DecodedInstruction>();
@@ -39,6 +41,7 @@ internal static class BlockCompiler
     private static readonly FieldInfo NextIpField = typeof(DecodedInstruction).GetField(nameof(DecodedInstruction.NextIp))!;
 
     private static long _compiled, _notCompilable, _shared;
+    private static bool _warnedFull;
 
     /// <summary>
     /// How many times a block runs through the interpreter loop before it is compiled; 0 compiles
@@ -113,13 +116,21 @@ internal static class BlockCompiler
             if (Shapes.Count >= MaxShapes)
             {
                 Interlocked.Increment(ref _notCompilable);
+                if (!_warnedFull)
+                {
+                    _warnedFull = true;
+                    Logger.Warning("block compiler: {Max} shapes compiled, later hot blocks stay interpreted", MaxShapes);
+                }
+
                 return null;
             }
 
-            // Compiled under the lock: two vCPUs reaching the same new shape compile it once.
+            // Emitted under the lock: two vCPUs reaching the same new shape get one method (the
+            // runtime JIT-compiles it at its first call).
             var code = Emit(handlers, loops);
             Shapes[shape] = code;
             Interlocked.Increment(ref code is null ? ref _notCompilable : ref _compiled);
+            Logger.Debug("block compiler: {Slots} slots, loops {Loops}: {Outcome}", count, loops, code is null ? "a handler without a known method, stays interpreted" : "compiled");
             return code;
         }
     }
