@@ -1,3 +1,4 @@
+using System.Reflection;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using Iced.Intel;
@@ -18,24 +19,6 @@ public sealed unsafe partial class Cpu
     public const int DeadlineCheckInterval = 256;
 
     private bool _breakBlock;
-    private int _compileThreshold = BlockCompiler.DefaultThreshold;
-
-    // What BlockCompiler's composed methods store and test, as RunSlots does.
-    internal static readonly System.Reflection.FieldInfo BreakBlockField =
-        typeof(Cpu).GetField(nameof(_breakBlock), System.Reflection.BindingFlags.NonPublic | System.Reflection.BindingFlags.Instance)!;
-    internal static readonly System.Reflection.FieldInfo IndexField =
-        typeof(Cpu).GetField(nameof(_index), System.Reflection.BindingFlags.NonPublic | System.Reflection.BindingFlags.Instance)!;
-
-    /// <summary>
-    /// Runs of a block through the interpreter loop before it gets a composed method
-    /// (<see cref="BlockCompiler"/>): 0 compiles every block on its first run, a negative value
-    /// never compiles. Defaults to <see cref="BlockCompiler.DefaultThreshold"/>.
-    /// </summary>
-    public int BlockCompileThreshold
-    {
-        get => _compileThreshold;
-        set => _compileThreshold = value;
-    }
     private bool _shadowRenewed;
     private VmExit? _pendingExit;
     /// <summary>
@@ -70,6 +53,23 @@ public sealed unsafe partial class Cpu
 
     /// <summary>The preemption deadline in force when the last slice ended (the entry's, or one adopted from <see cref="PublishedDeadline"/>).</summary>
     public ulong SliceDeadlineTsc { get; private set; }
+
+    // What BlockCompiler's composed methods store and test, as RunSlots does.
+    internal static readonly FieldInfo BreakBlockField = typeof(Cpu).GetField(nameof(_breakBlock), BindingFlags.NonPublic | BindingFlags.Instance)!;
+    internal static readonly FieldInfo IndexField = typeof(Cpu).GetField(nameof(_index), BindingFlags.NonPublic | BindingFlags.Instance)!;
+
+    private int _compileThreshold = BlockCompiler.DefaultThreshold;
+
+    /// <summary>
+    /// Runs of a block through the interpreter loop before it gets a composed method
+    /// (<see cref="BlockCompiler"/>): 0 compiles every block on its first run, a negative value
+    /// never compiles. Defaults to <see cref="BlockCompiler.DefaultThreshold"/>.
+    /// </summary>
+    public int BlockCompileThreshold
+    {
+        get => _compileThreshold;
+        set => _compileThreshold = value;
+    }
 
     /// <summary>Blocks of this vCPU that reached the compile threshold and got a composed method (<see cref="BlockCompiler"/>).</summary>
     public long BlocksCompiled { get; private set; }
@@ -366,6 +366,15 @@ public sealed unsafe partial class Cpu
     [MethodImpl(MethodImplOptions.NoInlining)]
     private void Compile(Block block)
     {
+        // The run counter wraps (after 2^32 runs of a hot block, about a minute): a negative
+        // threshold is met then, and means no compiling. (A block found not compilable comes
+        // back here after 2^31 runs, and the shape cache answers at once.)
+        if (_compileThreshold < 0)
+        {
+            block.Runs = int.MinValue;
+            return;
+        }
+
         // A loop's block ends in a branch back to its start: its method gets the back edge.
         var last = block.Ops[^1].Instruction;
         var loops = last.FlowControl is FlowControl.ConditionalBranch or FlowControl.UnconditionalBranch
