@@ -1,3 +1,4 @@
+using System.Reflection;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using Iced.Intel;
@@ -55,6 +56,29 @@ public sealed unsafe partial class Cpu
 
     /// <summary>The preemption deadline in force when the last slice ended (the entry's, or one adopted from <see cref="PublishedDeadline"/>).</summary>
     public ulong SliceDeadlineTsc { get; private set; }
+
+    // What BlockCompiler's composed methods store and test, as RunSlots does.
+    internal static readonly FieldInfo BreakBlockField = typeof(Cpu).GetField(nameof(_breakBlock), BindingFlags.NonPublic | BindingFlags.Instance)!;
+    internal static readonly FieldInfo IndexField = typeof(Cpu).GetField(nameof(_index), BindingFlags.NonPublic | BindingFlags.Instance)!;
+
+    private int _compileThreshold = BlockCompiler.DefaultThreshold;
+
+    /// <summary>
+    /// Runs of a block through the interpreter loop before it gets a composed method
+    /// (<see cref="BlockCompiler"/>): 0 compiles every block on its first run, a negative value
+    /// never compiles. Defaults to <see cref="BlockCompiler.DefaultThreshold"/>.
+    /// </summary>
+    public int BlockCompileThreshold
+    {
+        get => _compileThreshold;
+        set => _compileThreshold = value;
+    }
+
+    /// <summary>Blocks of this vCPU that reached the compile threshold and got a composed method (<see cref="BlockCompiler"/>).</summary>
+    public long BlocksCompiled { get; private set; }
+
+    /// <summary>Blocks of this vCPU that reached the compile threshold but stay interpreted (a handler without a known method, or the shape cache was full).</summary>
+    public long BlocksNotCompilable { get; private set; }
 
     /// <summary>Instructions decoded so far (decode-cache misses), for statistics.</summary>
     public long InstructionsDecoded => _decodeCache.Decoded;
@@ -284,7 +308,17 @@ public sealed unsafe partial class Cpu
                 _block = block;
             }
 
-            if (RunSlots(ops, block.Count) is var broken and >= 0)
+            // A hot block runs its composed method (BlockCompiler): the same slots, unrolled,
+            // with direct calls the JIT can inline. Counting stops at the threshold.
+            if (block.Compiled is null && block.Runs++ == _compileThreshold)
+            {
+                Compile(block);
+            }
+
+            var broken = block.Compiled is { } compiled
+                ? compiled(this, ref MemoryMarshal.GetArrayDataReference(ops), block, chainUntil)
+                : RunSlots(ops, block.Count);
+            if (broken >= 0)
             {
                 // The last slot may be a fused pair: both of its instructions retired.
                 return EndBrokenBlock(block, broken, broken == block.Count - 1 ? ops.Length - broken : 1);
@@ -331,6 +365,57 @@ public sealed unsafe partial class Cpu
         }
 
         return -1;
+    }
+
+    /// <summary>
+    /// Whether a composed block that ran to its end runs again at once: what the boundary below in
+    /// <see cref="RunBlocks"/> does when the successor is the block itself (same RIP, translation
+    /// epoch and code), its chain limit and kick poll included; then it retires the block as
+    /// RunBlocks would. When false, RunBlocks retires it and takes the boundary itself.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal bool LoopsAgain(Block block, long chainUntil)
+    {
+        var n = block.Ops.Length;
+        if (Rip != block.Rip || _sliceRetired + n >= chainUntil || ModeWord.Read() == ModeWord.ExitingGuestMode
+            || block.Epoch != TranslationEpoch || !block.IsCurrent)
+        {
+            return false;
+        }
+
+        _index = -1;
+        Retire(n);
+        return true;
+    }
+
+    /// <summary>Gives a hot block its composed method, or marks it as staying interpreted.</summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private void Compile(Block block)
+    {
+        // The run counter wraps (after 2^32 runs of a hot block, about a minute): a negative
+        // threshold is met then, and means no compiling. (A block found not compilable comes
+        // back here after 2^31 runs, and the shape cache answers at once.)
+        if (_compileThreshold < 0)
+        {
+            block.Runs = int.MinValue;
+            return;
+        }
+
+        // A loop's block ends in a branch back to its start: its method gets the back edge.
+        var last = block.Ops[^1].Instruction;
+        var loops = last.FlowControl is FlowControl.ConditionalBranch or FlowControl.UnconditionalBranch
+            && last.Op0Kind is OpKind.NearBranch16 or OpKind.NearBranch32 or OpKind.NearBranch64
+            && last.NearBranchTarget == block.Rip;
+        block.Compiled = BlockCompiler.For(block.Ops, block.Count, loops);
+        if (block.Compiled is null)
+        {
+            block.Runs = int.MinValue;
+            BlocksNotCompilable++;
+        }
+        else
+        {
+            BlocksCompiled++;
+        }
     }
 
     /// <summary>

@@ -46,6 +46,15 @@ internal sealed unsafe class Block
     /// last): the chained slice loop tries these before the RIP-indexed lookup.
     /// </summary>
     public Block? Link0, Link1;
+
+    /// <summary>The block's slots composed into one method once it ran hot (<see cref="BlockCompiler"/>), else null.</summary>
+    public CompiledBlock? Compiled;
+
+    /// <summary>
+    /// Runs through the interpreter loop so far, counting up to the compile threshold;
+    /// <see cref="int.MinValue"/> once compiling was tried and the block stays interpreted.
+    /// </summary>
+    public int Runs;
 }
 
 /// <summary>

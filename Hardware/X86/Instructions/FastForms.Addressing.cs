@@ -148,23 +148,32 @@ internal static unsafe partial class FastForms
     }
 
     // LEA does no memory access: the effective address, truncated to the operand size.
+    [RegisterOnly]
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] // inlined into composed blocks (BlockCompiler)
     private static void Lea32<TAddr>(Cpu cpu, ref DecodedInstruction op) where TAddr : struct, IAddressing =>
         cpu.GprAt(op.Reg) = (uint)TAddr.Ea(cpu, ref op);
 
+    [RegisterOnly]
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] // inlined into composed blocks (BlockCompiler)
     private static void Lea64<TAddr>(Cpu cpu, ref DecodedInstruction op) where TAddr : struct, IAddressing =>
         cpu.GprAt(op.Reg) = TAddr.Ea(cpu, ref op);
 
     // MOVZX into a 32-bit register zero-extends to 64 bits like any 32-bit write (SDM vol. 1 3.4.1.1).
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] // inlined into composed blocks (BlockCompiler)
     private static void MovzxLoad8<TAddr>(Cpu cpu, ref DecodedInstruction op) where TAddr : struct, IAddressing =>
         cpu.GprAt(op.Reg) = cpu.ReadLinear(TAddr.Linear(cpu, ref op), 1);
 
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] // inlined into composed blocks (BlockCompiler)
     private static void MovzxLoad16<TAddr>(Cpu cpu, ref DecodedInstruction op) where TAddr : struct, IAddressing =>
         cpu.GprAt(op.Reg) = cpu.ReadLinear(TAddr.Linear(cpu, ref op), 2);
 
     // The source may be a high-byte register (AH..BH): the generic register read knows those.
+    [RegisterOnly]
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] // inlined into composed blocks (BlockCompiler)
     private static void MovzxReg(Cpu cpu, ref DecodedInstruction op) =>
         cpu.WriteReg(op.Instruction.Op0Register, cpu.ReadReg(op.Instruction.Op1Register));
 
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] // inlined into composed blocks (BlockCompiler)
     private static void AddLoad32<TAddr>(Cpu cpu, ref DecodedInstruction op) where TAddr : struct, IAddressing
     {
         var b = (uint)cpu.ReadLinear(TAddr.Linear(cpu, ref op), 4);
@@ -175,6 +184,7 @@ internal static unsafe partial class FastForms
         cpu.SetLazy(FlagOp.Add, 4, a, b, r);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] // inlined into composed blocks (BlockCompiler)
     private static void AddLoad64<TAddr>(Cpu cpu, ref DecodedInstruction op) where TAddr : struct, IAddressing
     {
         var b = cpu.ReadLinear(TAddr.Linear(cpu, ref op), 8);
@@ -185,6 +195,7 @@ internal static unsafe partial class FastForms
         cpu.SetLazy(FlagOp.Add, 8, a, b, r);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] // inlined into composed blocks (BlockCompiler)
     private static void SubLoad32<TAddr>(Cpu cpu, ref DecodedInstruction op) where TAddr : struct, IAddressing
     {
         var b = (uint)cpu.ReadLinear(TAddr.Linear(cpu, ref op), 4);
@@ -195,6 +206,7 @@ internal static unsafe partial class FastForms
         cpu.SetLazy(FlagOp.Sub, 4, a, b, r);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] // inlined into composed blocks (BlockCompiler)
     private static void CmpLoad32<TAddr>(Cpu cpu, ref DecodedInstruction op) where TAddr : struct, IAddressing
     {
         var b = (uint)cpu.ReadLinear(TAddr.Linear(cpu, ref op), 4);
@@ -202,6 +214,7 @@ internal static unsafe partial class FastForms
         cpu.SetLazy(FlagOp.Sub, 4, a, b, a - b);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] // inlined into composed blocks (BlockCompiler)
     private static void CmpLoad64<TAddr>(Cpu cpu, ref DecodedInstruction op) where TAddr : struct, IAddressing
     {
         var b = cpu.ReadLinear(TAddr.Linear(cpu, ref op), 8);
@@ -209,6 +222,7 @@ internal static unsafe partial class FastForms
         cpu.SetLazy(FlagOp.Sub, 8, a, b, a - b);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] // inlined into composed blocks (BlockCompiler)
     private static void AndLoad32<TAddr>(Cpu cpu, ref DecodedInstruction op) where TAddr : struct, IAddressing
     {
         var b = (uint)cpu.ReadLinear(TAddr.Linear(cpu, ref op), 4);
@@ -218,6 +232,7 @@ internal static unsafe partial class FastForms
         cpu.SetLazy(FlagOp.Logic, 4, 0, 0, r);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] // inlined into composed blocks (BlockCompiler)
     private static void OrLoad32<TAddr>(Cpu cpu, ref DecodedInstruction op) where TAddr : struct, IAddressing
     {
         var b = (uint)cpu.ReadLinear(TAddr.Linear(cpu, ref op), 4);
@@ -227,6 +242,7 @@ internal static unsafe partial class FastForms
         cpu.SetLazy(FlagOp.Logic, 4, 0, 0, r);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] // inlined into composed blocks (BlockCompiler)
     private static void XorLoad32<TAddr>(Cpu cpu, ref DecodedInstruction op) where TAddr : struct, IAddressing
     {
         var b = (uint)cpu.ReadLinear(TAddr.Linear(cpu, ref op), 4);

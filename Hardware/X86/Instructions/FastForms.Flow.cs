@@ -54,31 +54,50 @@ internal static unsafe partial class FastForms
 
     // The decoded target of a 32-bit branch is already truncated to 32 bits; NearBranch64
     // reads the same stored value for both kinds without NearBranchTarget's switch.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] // inlined into composed blocks (BlockCompiler)
     private static void Jo(Cpu cpu, ref DecodedInstruction op) { if (cpu.Condition(0)) cpu.Rip = op.Imm; }
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] // inlined into composed blocks (BlockCompiler)
     private static void Jno(Cpu cpu, ref DecodedInstruction op) { if (cpu.Condition(1)) cpu.Rip = op.Imm; }
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] // inlined into composed blocks (BlockCompiler)
     private static void Jb(Cpu cpu, ref DecodedInstruction op) { if (cpu.Condition(2)) cpu.Rip = op.Imm; }
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] // inlined into composed blocks (BlockCompiler)
     private static void Jae(Cpu cpu, ref DecodedInstruction op) { if (cpu.Condition(3)) cpu.Rip = op.Imm; }
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] // inlined into composed blocks (BlockCompiler)
     private static void Je(Cpu cpu, ref DecodedInstruction op) { if (cpu.Condition(4)) cpu.Rip = op.Imm; }
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] // inlined into composed blocks (BlockCompiler)
     private static void Jne(Cpu cpu, ref DecodedInstruction op) { if (cpu.Condition(5)) cpu.Rip = op.Imm; }
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] // inlined into composed blocks (BlockCompiler)
     private static void Jbe(Cpu cpu, ref DecodedInstruction op) { if (cpu.Condition(6)) cpu.Rip = op.Imm; }
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] // inlined into composed blocks (BlockCompiler)
     private static void Ja(Cpu cpu, ref DecodedInstruction op) { if (cpu.Condition(7)) cpu.Rip = op.Imm; }
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] // inlined into composed blocks (BlockCompiler)
     private static void Js(Cpu cpu, ref DecodedInstruction op) { if (cpu.Condition(8)) cpu.Rip = op.Imm; }
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] // inlined into composed blocks (BlockCompiler)
     private static void Jns(Cpu cpu, ref DecodedInstruction op) { if (cpu.Condition(9)) cpu.Rip = op.Imm; }
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] // inlined into composed blocks (BlockCompiler)
     private static void Jp(Cpu cpu, ref DecodedInstruction op) { if (cpu.Condition(10)) cpu.Rip = op.Imm; }
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] // inlined into composed blocks (BlockCompiler)
     private static void Jnp(Cpu cpu, ref DecodedInstruction op) { if (cpu.Condition(11)) cpu.Rip = op.Imm; }
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] // inlined into composed blocks (BlockCompiler)
     private static void Jl(Cpu cpu, ref DecodedInstruction op) { if (cpu.Condition(12)) cpu.Rip = op.Imm; }
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] // inlined into composed blocks (BlockCompiler)
     private static void Jge(Cpu cpu, ref DecodedInstruction op) { if (cpu.Condition(13)) cpu.Rip = op.Imm; }
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] // inlined into composed blocks (BlockCompiler)
     private static void Jle(Cpu cpu, ref DecodedInstruction op) { if (cpu.Condition(14)) cpu.Rip = op.Imm; }
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] // inlined into composed blocks (BlockCompiler)
     private static void Jg(Cpu cpu, ref DecodedInstruction op) { if (cpu.Condition(15)) cpu.Rip = op.Imm; }
 
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] // inlined into composed blocks (BlockCompiler)
     private static void JmpRel(Cpu cpu, ref DecodedInstruction op) => cpu.Rip = op.Imm;
 
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] // inlined into composed blocks (BlockCompiler)
     private static void CallRel32(Cpu cpu, ref DecodedInstruction op)
     {
         Push32(cpu, (uint)cpu.Rip);
         cpu.Rip = op.Imm;
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] // inlined into composed blocks (BlockCompiler)
     private static void CallRel64(Cpu cpu, ref DecodedInstruction op)
     {
         var target = op.Imm;
@@ -91,8 +110,10 @@ internal static unsafe partial class FastForms
         cpu.Rip = target;
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] // inlined into composed blocks (BlockCompiler)
     private static void Ret32(Cpu cpu, ref DecodedInstruction op) => cpu.Rip = Pop32(cpu);
 
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] // inlined into composed blocks (BlockCompiler)
     private static void Ret64(Cpu cpu, ref DecodedInstruction op)
     {
         var sp = cpu.GprAt(Cpu.RSP);
@@ -114,6 +135,7 @@ internal static unsafe partial class FastForms
     public static nint PredictedReturn(in Instruction ret, bool fast) =>
         !fast ? H(&RetPredictedGeneric) : ret.Code == Code.Retnq ? H(&RetPredicted64) : H(&RetPredicted32);
 
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] // inlined into composed blocks (BlockCompiler)
     private static void RetPredicted32(Cpu cpu, ref DecodedInstruction op)
     {
         Ret32(cpu, ref op);
@@ -123,6 +145,7 @@ internal static unsafe partial class FastForms
         }
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] // inlined into composed blocks (BlockCompiler)
     private static void RetPredicted64(Cpu cpu, ref DecodedInstruction op)
     {
         Ret64(cpu, ref op);
@@ -132,6 +155,7 @@ internal static unsafe partial class FastForms
         }
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] // inlined into composed blocks (BlockCompiler)
     private static void RetPredictedGeneric(Cpu cpu, ref DecodedInstruction op)
     {
         ((delegate*<Cpu, ref Instruction, void>)InstructionTable.Handler(op.Instruction.Code))(cpu, ref op.Instruction);
@@ -141,16 +165,20 @@ internal static unsafe partial class FastForms
         }
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] // inlined into composed blocks (BlockCompiler)
     private static void PushR32(Cpu cpu, ref DecodedInstruction op) => Push32(cpu, (uint)cpu.GprAt(op.Reg));
 
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] // inlined into composed blocks (BlockCompiler)
     private static void PopR32(Cpu cpu, ref DecodedInstruction op)
     {
         var v = Pop32(cpu);
         cpu.GprAt(op.Reg) = v;
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] // inlined into composed blocks (BlockCompiler)
     private static void PushR64(Cpu cpu, ref DecodedInstruction op) => Push64(cpu, cpu.GprAt(op.Reg));
 
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] // inlined into composed blocks (BlockCompiler)
     private static void PopR64(Cpu cpu, ref DecodedInstruction op)
     {
         var v = Pop64(cpu);

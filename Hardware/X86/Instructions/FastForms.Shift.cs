@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using Iced.Intel;
 using unsafe Handler = delegate*<ActorVm.Hardware.X86.Cpu, ref ActorVm.Hardware.X86.DecodedInstruction, void>;
 
@@ -33,6 +34,8 @@ internal static unsafe partial class FastForms
         };
     }
 
+    [RegisterOnly]
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] // inlined into composed blocks (BlockCompiler)
     private static void ShlRI32(Cpu cpu, ref DecodedInstruction op)
     {
         ref var d = ref cpu.GprAt(op.Reg);
@@ -49,6 +52,8 @@ internal static unsafe partial class FastForms
         cpu.SetLazy(FlagOp.Shl, 4, v, (ulong)count, res);
     }
 
+    [RegisterOnly]
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] // inlined into composed blocks (BlockCompiler)
     private static void ShrRI32(Cpu cpu, ref DecodedInstruction op)
     {
         ref var d = ref cpu.GprAt(op.Reg);
@@ -65,6 +70,8 @@ internal static unsafe partial class FastForms
         cpu.SetLazy(FlagOp.Shr, 4, v, (ulong)count, res);
     }
 
+    [RegisterOnly]
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] // inlined into composed blocks (BlockCompiler)
     private static void SarRI32(Cpu cpu, ref DecodedInstruction op)
     {
         ref var d = ref cpu.GprAt(op.Reg);
@@ -81,6 +88,8 @@ internal static unsafe partial class FastForms
         cpu.SetLazy(FlagOp.Sar, 4, (uint)v, (ulong)count, res);
     }
 
+    [RegisterOnly]
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] // inlined into composed blocks (BlockCompiler)
     private static void ShlRI64(Cpu cpu, ref DecodedInstruction op)
     {
         ref var d = ref cpu.GprAt(op.Reg);
@@ -96,6 +105,8 @@ internal static unsafe partial class FastForms
         cpu.SetLazy(FlagOp.Shl, 8, v, (ulong)count, res);
     }
 
+    [RegisterOnly]
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] // inlined into composed blocks (BlockCompiler)
     private static void ShrRI64(Cpu cpu, ref DecodedInstruction op)
     {
         ref var d = ref cpu.GprAt(op.Reg);
@@ -111,6 +122,8 @@ internal static unsafe partial class FastForms
         cpu.SetLazy(FlagOp.Shr, 8, v, (ulong)count, res);
     }
 
+    [RegisterOnly]
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] // inlined into composed blocks (BlockCompiler)
     private static void SarRI64(Cpu cpu, ref DecodedInstruction op)
     {
         ref var d = ref cpu.GprAt(op.Reg);

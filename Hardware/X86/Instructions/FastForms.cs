@@ -94,21 +94,33 @@ internal static unsafe partial class FastForms
     private static bool SimpleMemory(in Instruction ins) =>
         ins.OpCount == 2 && (ins.Op0Kind == OpKind.Memory) != (ins.Op1Kind == OpKind.Memory);
 
+    [RegisterOnly]
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] // inlined into composed blocks (BlockCompiler)
     private static void MovRR32(Cpu cpu, ref DecodedInstruction op) => cpu.GprAt(op.Reg) = (uint)cpu.GprAt(op.Src);
+    [RegisterOnly]
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] // inlined into composed blocks (BlockCompiler)
     private static void MovRR64(Cpu cpu, ref DecodedInstruction op) => cpu.GprAt(op.Reg) = cpu.GprAt(op.Src);
+    [RegisterOnly]
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] // inlined into composed blocks (BlockCompiler)
     private static void MovRI32(Cpu cpu, ref DecodedInstruction op) => cpu.GprAt(op.Reg) = (uint)op.Imm;
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] // inlined into composed blocks (BlockCompiler)
     private static void Load32<TAddr>(Cpu cpu, ref DecodedInstruction op) where TAddr : struct, IAddressing =>
         cpu.GprAt(op.Reg) = (uint)cpu.ReadLinear(TAddr.Linear(cpu, ref op), 4);
 
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] // inlined into composed blocks (BlockCompiler)
     private static void Store32<TAddr>(Cpu cpu, ref DecodedInstruction op) where TAddr : struct, IAddressing =>
         cpu.WriteLinear(TAddr.Linear(cpu, ref op), 4, (uint)cpu.GprAt(op.Src));
 
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] // inlined into composed blocks (BlockCompiler)
     private static void Load64<TAddr>(Cpu cpu, ref DecodedInstruction op) where TAddr : struct, IAddressing =>
         cpu.GprAt(op.Reg) = cpu.ReadLinear(TAddr.Linear(cpu, ref op), 8);
 
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] // inlined into composed blocks (BlockCompiler)
     private static void Store64<TAddr>(Cpu cpu, ref DecodedInstruction op) where TAddr : struct, IAddressing =>
         cpu.WriteLinear(TAddr.Linear(cpu, ref op), 8, cpu.GprAt(op.Src));
 
+    [RegisterOnly]
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] // inlined into composed blocks (BlockCompiler)
     private static void AddRR32(Cpu cpu, ref DecodedInstruction op)
     {
         ref var d = ref cpu.GprAt(op.Reg);
@@ -119,6 +131,8 @@ internal static unsafe partial class FastForms
         cpu.SetLazy(FlagOp.Add, 4, a, b, r);
     }
 
+    [RegisterOnly]
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] // inlined into composed blocks (BlockCompiler)
     private static void AddRR64(Cpu cpu, ref DecodedInstruction op)
     {
         ref var d = ref cpu.GprAt(op.Reg);
@@ -129,6 +143,7 @@ internal static unsafe partial class FastForms
         cpu.SetLazy(FlagOp.Add, 8, a, b, r);
     }
 
+    [RegisterOnly]
     [MethodImpl(MethodImplOptions.AggressiveInlining)] // also the first half of a fused pair
     private static void AddRI32(Cpu cpu, ref DecodedInstruction op)
     {
@@ -140,6 +155,7 @@ internal static unsafe partial class FastForms
         cpu.SetLazy(FlagOp.Add, 4, a, b, r);
     }
 
+    [RegisterOnly]
     [MethodImpl(MethodImplOptions.AggressiveInlining)] // also the first half of a fused pair
     private static void AddRI64(Cpu cpu, ref DecodedInstruction op)
     {
@@ -151,6 +167,8 @@ internal static unsafe partial class FastForms
         cpu.SetLazy(FlagOp.Add, 8, a, b, r);
     }
 
+    [RegisterOnly]
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] // inlined into composed blocks (BlockCompiler)
     private static void SubRR32(Cpu cpu, ref DecodedInstruction op)
     {
         ref var d = ref cpu.GprAt(op.Reg);
@@ -161,6 +179,8 @@ internal static unsafe partial class FastForms
         cpu.SetLazy(FlagOp.Sub, 4, a, b, r);
     }
 
+    [RegisterOnly]
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] // inlined into composed blocks (BlockCompiler)
     private static void SubRR64(Cpu cpu, ref DecodedInstruction op)
     {
         ref var d = ref cpu.GprAt(op.Reg);
@@ -171,6 +191,7 @@ internal static unsafe partial class FastForms
         cpu.SetLazy(FlagOp.Sub, 8, a, b, r);
     }
 
+    [RegisterOnly]
     [MethodImpl(MethodImplOptions.AggressiveInlining)] // also the first half of a fused pair
     private static void SubRI32(Cpu cpu, ref DecodedInstruction op)
     {
@@ -182,6 +203,7 @@ internal static unsafe partial class FastForms
         cpu.SetLazy(FlagOp.Sub, 4, a, b, r);
     }
 
+    [RegisterOnly]
     [MethodImpl(MethodImplOptions.AggressiveInlining)] // also the first half of a fused pair
     private static void SubRI64(Cpu cpu, ref DecodedInstruction op)
     {
@@ -193,6 +215,7 @@ internal static unsafe partial class FastForms
         cpu.SetLazy(FlagOp.Sub, 8, a, b, r);
     }
 
+    [RegisterOnly]
     [MethodImpl(MethodImplOptions.AggressiveInlining)] // also the first half of a fused pair
     private static void CmpRR32(Cpu cpu, ref DecodedInstruction op)
     {
@@ -201,6 +224,7 @@ internal static unsafe partial class FastForms
         cpu.SetLazy(FlagOp.Sub, 4, a, b, a - b);
     }
 
+    [RegisterOnly]
     [MethodImpl(MethodImplOptions.AggressiveInlining)] // also the first half of a fused pair
     private static void CmpRR64(Cpu cpu, ref DecodedInstruction op)
     {
@@ -209,6 +233,7 @@ internal static unsafe partial class FastForms
         cpu.SetLazy(FlagOp.Sub, 8, a, b, a - b);
     }
 
+    [RegisterOnly]
     [MethodImpl(MethodImplOptions.AggressiveInlining)] // also the first half of a fused pair
     private static void CmpRI32(Cpu cpu, ref DecodedInstruction op)
     {
@@ -217,6 +242,7 @@ internal static unsafe partial class FastForms
         cpu.SetLazy(FlagOp.Sub, 4, a, b, a - b);
     }
 
+    [RegisterOnly]
     [MethodImpl(MethodImplOptions.AggressiveInlining)] // also the first half of a fused pair
     private static void CmpRI64(Cpu cpu, ref DecodedInstruction op)
     {
@@ -225,6 +251,8 @@ internal static unsafe partial class FastForms
         cpu.SetLazy(FlagOp.Sub, 8, a, b, a - b);
     }
 
+    [RegisterOnly]
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] // inlined into composed blocks (BlockCompiler)
     private static void XorRR32(Cpu cpu, ref DecodedInstruction op)
     {
         ref var d = ref cpu.GprAt(op.Reg);
@@ -233,6 +261,8 @@ internal static unsafe partial class FastForms
         cpu.SetLazy(FlagOp.Logic, 4, 0, 0, r);
     }
 
+    [RegisterOnly]
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] // inlined into composed blocks (BlockCompiler)
     private static void XorRR64(Cpu cpu, ref DecodedInstruction op)
     {
         ref var d = ref cpu.GprAt(op.Reg);
@@ -241,6 +271,8 @@ internal static unsafe partial class FastForms
         cpu.SetLazy(FlagOp.Logic, 8, 0, 0, r);
     }
 
+    [RegisterOnly]
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] // inlined into composed blocks (BlockCompiler)
     private static void XorRI32(Cpu cpu, ref DecodedInstruction op)
     {
         ref var d = ref cpu.GprAt(op.Reg);
@@ -249,6 +281,8 @@ internal static unsafe partial class FastForms
         cpu.SetLazy(FlagOp.Logic, 4, 0, 0, r);
     }
 
+    [RegisterOnly]
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] // inlined into composed blocks (BlockCompiler)
     private static void XorRI64(Cpu cpu, ref DecodedInstruction op)
     {
         ref var d = ref cpu.GprAt(op.Reg);
@@ -257,6 +291,8 @@ internal static unsafe partial class FastForms
         cpu.SetLazy(FlagOp.Logic, 8, 0, 0, r);
     }
 
+    [RegisterOnly]
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] // inlined into composed blocks (BlockCompiler)
     private static void AndRR64(Cpu cpu, ref DecodedInstruction op)
     {
         ref var d = ref cpu.GprAt(op.Reg);
@@ -265,6 +301,8 @@ internal static unsafe partial class FastForms
         cpu.SetLazy(FlagOp.Logic, 8, 0, 0, r);
     }
 
+    [RegisterOnly]
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] // inlined into composed blocks (BlockCompiler)
     private static void AndRI64(Cpu cpu, ref DecodedInstruction op)
     {
         ref var d = ref cpu.GprAt(op.Reg);
@@ -273,6 +311,8 @@ internal static unsafe partial class FastForms
         cpu.SetLazy(FlagOp.Logic, 8, 0, 0, r);
     }
 
+    [RegisterOnly]
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] // inlined into composed blocks (BlockCompiler)
     private static void OrRI32(Cpu cpu, ref DecodedInstruction op)
     {
         ref var d = ref cpu.GprAt(op.Reg);
@@ -281,6 +321,8 @@ internal static unsafe partial class FastForms
         cpu.SetLazy(FlagOp.Logic, 4, 0, 0, r);
     }
 
+    [RegisterOnly]
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] // inlined into composed blocks (BlockCompiler)
     private static void OrRR64(Cpu cpu, ref DecodedInstruction op)
     {
         ref var d = ref cpu.GprAt(op.Reg);
@@ -289,6 +331,8 @@ internal static unsafe partial class FastForms
         cpu.SetLazy(FlagOp.Logic, 8, 0, 0, r);
     }
 
+    [RegisterOnly]
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] // inlined into composed blocks (BlockCompiler)
     private static void OrRI64(Cpu cpu, ref DecodedInstruction op)
     {
         ref var d = ref cpu.GprAt(op.Reg);
@@ -297,6 +341,8 @@ internal static unsafe partial class FastForms
         cpu.SetLazy(FlagOp.Logic, 8, 0, 0, r);
     }
 
+    [RegisterOnly]
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] // inlined into composed blocks (BlockCompiler)
     private static void AndRR32(Cpu cpu, ref DecodedInstruction op)
     {
         ref var d = ref cpu.GprAt(op.Reg);
@@ -305,6 +351,8 @@ internal static unsafe partial class FastForms
         cpu.SetLazy(FlagOp.Logic, 4, 0, 0, r);
     }
 
+    [RegisterOnly]
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] // inlined into composed blocks (BlockCompiler)
     private static void AndRI32(Cpu cpu, ref DecodedInstruction op)
     {
         ref var d = ref cpu.GprAt(op.Reg);
@@ -313,6 +361,8 @@ internal static unsafe partial class FastForms
         cpu.SetLazy(FlagOp.Logic, 4, 0, 0, r);
     }
 
+    [RegisterOnly]
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] // inlined into composed blocks (BlockCompiler)
     private static void OrRR32(Cpu cpu, ref DecodedInstruction op)
     {
         ref var d = ref cpu.GprAt(op.Reg);
@@ -321,22 +371,27 @@ internal static unsafe partial class FastForms
         cpu.SetLazy(FlagOp.Logic, 4, 0, 0, r);
     }
 
+    [RegisterOnly]
     [MethodImpl(MethodImplOptions.AggressiveInlining)] // also the first half of a fused pair
     private static void TestRR32(Cpu cpu, ref DecodedInstruction op) =>
         cpu.SetLazy(FlagOp.Logic, 4, 0, 0, (uint)cpu.GprAt(op.Reg) & (uint)cpu.GprAt(op.Src));
 
+    [RegisterOnly]
     [MethodImpl(MethodImplOptions.AggressiveInlining)] // also the first half of a fused pair
     private static void TestRI32(Cpu cpu, ref DecodedInstruction op) =>
         cpu.SetLazy(FlagOp.Logic, 4, 0, 0, (uint)cpu.GprAt(op.Reg) & (uint)op.Imm);
 
+    [RegisterOnly]
     [MethodImpl(MethodImplOptions.AggressiveInlining)] // also the first half of a fused pair
     private static void TestRI64(Cpu cpu, ref DecodedInstruction op) =>
         cpu.SetLazy(FlagOp.Logic, 8, 0, 0, cpu.GprAt(op.Reg) & op.Imm);
 
+    [RegisterOnly]
     [MethodImpl(MethodImplOptions.AggressiveInlining)] // also the first half of a fused pair
     private static void TestRR64(Cpu cpu, ref DecodedInstruction op) =>
         cpu.SetLazy(FlagOp.Logic, 8, 0, 0, cpu.GprAt(op.Reg) & cpu.GprAt(op.Src));
 
+    [RegisterOnly]
     [MethodImpl(MethodImplOptions.AggressiveInlining)] // also the first half of a fused pair
     private static void IncR32(Cpu cpu, ref DecodedInstruction op)
     {
@@ -347,6 +402,7 @@ internal static unsafe partial class FastForms
         cpu.SetLazyKeepCarry(FlagOp.Inc, 4, a, r);
     }
 
+    [RegisterOnly]
     [MethodImpl(MethodImplOptions.AggressiveInlining)] // also the first half of a fused pair
     private static void DecR32(Cpu cpu, ref DecodedInstruction op)
     {
@@ -357,6 +413,7 @@ internal static unsafe partial class FastForms
         cpu.SetLazyKeepCarry(FlagOp.Dec, 4, a, r);
     }
 
+    [RegisterOnly]
     [MethodImpl(MethodImplOptions.AggressiveInlining)] // also the first half of a fused pair
     private static void IncR64(Cpu cpu, ref DecodedInstruction op)
     {
@@ -366,6 +423,7 @@ internal static unsafe partial class FastForms
         cpu.SetLazyKeepCarry(FlagOp.Inc, 8, a, a + 1);
     }
 
+    [RegisterOnly]
     [MethodImpl(MethodImplOptions.AggressiveInlining)] // also the first half of a fused pair
     private static void DecR64(Cpu cpu, ref DecodedInstruction op)
     {

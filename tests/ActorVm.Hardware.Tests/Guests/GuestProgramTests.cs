@@ -11,7 +11,7 @@ namespace ActorVm.Hardware.Tests.Guests;
 /// Built-in guest programs booted through the real Multiboot loader and the synchronous runner,
 /// checked against QEMU's serial output and exit status (Golden/, see its README).
 /// </summary>
-public sealed class GuestProgramTests
+public class GuestProgramTests
 {
     public static TheoryData<string, KernelFormat> ProgramsAndFormats()
     {

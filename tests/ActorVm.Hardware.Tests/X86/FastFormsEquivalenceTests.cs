@@ -15,7 +15,7 @@ public class FastFormsEquivalenceTests
     private static readonly AssemblerRegister32[] Regs32 = [eax, ecx, edx, ebx, esi, edi, ebp];
     private static readonly AssemblerRegister64[] Regs64 = [rax, rcx, rdx, rbx, rsi, rdi, rbp, r8, r9, r10, r11, r12, r13, r14, r15];
 
-    private static void Emit(Assembler a, int bitness, (int Op, int D, int S, int Imm) step)
+    internal static void Emit(Assembler a, int bitness, (int Op, int D, int S, int Imm) step)
     {
         var (op, d, s, imm) = step;
         if (bitness == 64 && op % 2 == 1)
@@ -75,7 +75,7 @@ public class FastFormsEquivalenceTests
     /// operations with [base + index*scale + disp] addresses (base = DataBase in EDI/RDI, a
     /// small index in ESI/RSI, both set by the step itself so the address is always valid).
     /// </summary>
-    private static void EmitFlowAndAddressing(Assembler a, int bitness, (int Op, int D, int S, int Imm) step)
+    internal static void EmitFlowAndAddressing(Assembler a, int bitness, (int Op, int D, int S, int Imm) step)
     {
         var (op, d, s, imm) = step;
         var wide = bitness == 64 && (imm & 1) == 1;
