@@ -482,8 +482,9 @@ public sealed class VcpuActor : ReceiveActor
     }
 
     /// <summary>
-    /// kvm_vcpu_has_events as far as the vendor layer can see it from shared state: INIT/SIPI,
-    /// a requested NMI, an injectable IRQ with interrupts allowed. Exceptions and already-pending
+    /// kvm_vcpu_has_events as far as the vendor layer can see it from shared state, past the
+    /// pending INIT/SIPI that <see cref="HltFastpath"/> has already sent to vcpu_block: a
+    /// requested NMI, an injectable IRQ with interrupts allowed. Exceptions and already-pending
     /// NMIs are the run loop's and were injected before this entry. Like KVM (spec §3: REQ_NMI or
     /// nmi_pending), a queued NMI counts only once its KVM_REQ_NMI is made: nmi_queued alone is
     /// the sender between atomic_inc and make_request, and process_nmi will not take it yet.
@@ -491,8 +492,7 @@ public sealed class VcpuActor : ReceiveActor
     private bool HasEvents()
     {
         var cpu = _ctx.Cpu;
-        return Shared.ApicEvents != 0
-            || Shared.TestRequest(KvmRequest.Nmi)
+        return Shared.TestRequest(KvmRequest.Nmi)
             || (Shared.InterruptPending && cpu.IF && !cpu.InterruptShadow);
     }
 }
