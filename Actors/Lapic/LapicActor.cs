@@ -200,6 +200,7 @@ public sealed class LapicActor : ReceiveActor
                     Shared.QueueNmi();
                 }
 
+                faults?.Delay(); // the event is visible before its request: it must not end a HLT yet (I12)
                 Shared.MakeRequest(KvmRequest.Nmi);
                 break;
             case DeliveryMode.Init:
@@ -212,6 +213,7 @@ public sealed class LapicActor : ReceiveActor
                     PublishTpr();
                     ArmTimer(); // the reset stopped the timer: cancel what the old deadline armed
                     Publish();
+                    faults?.Delay(); // the same window: INIT posted, EVENT not made yet
                 }
 
                 Shared.MakeRequest(KvmRequest.Event);
@@ -221,6 +223,7 @@ public sealed class LapicActor : ReceiveActor
                 {
                     Shared.PostSipi(vector);
                     _ctx.Options.Observer?.ApicEventPosted(_ctx.Id, init: false, sipiWasPending: false);
+                    faults?.Delay(); // SIPI posted, EVENT not made yet
                 }
 
                 Shared.MakeRequest(KvmRequest.Event);

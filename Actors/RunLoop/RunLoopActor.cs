@@ -696,13 +696,14 @@ public sealed partial class RunLoopActor : ReceiveActor
     /// <summary>
     /// kvm_vcpu_has_events: INIT/SIPI pending, an exception, a requested or allowed NMI, an
     /// injectable IRQ only if interrupts are allowed (so HLT with IF=0 ignores fixed IRQs, I12),
-    /// a nested event.
+    /// a nested event. A queued NMI counts once KVM_REQ_NMI is made (spec §3), not from
+    /// nmi_queued alone: before the request E1 would not process it, and a halted vCPU woken
+    /// then would run on past HLT without the NMI (the request and its kick wake it anyway).
     /// </summary>
     private bool HasEvents() =>
         Shared.ApicEvents != 0
         || _exception is not null
         || Shared.TestRequest(KvmRequest.Nmi)
-        || Shared.NmiQueued != 0
         || (_nmiPending > 0 && NmiAllowed)
         || (InterruptAllowed && (Shared.InterruptPending || HasExtInt))
         || (Shared.L2Active && Shared.NestedEventPending);

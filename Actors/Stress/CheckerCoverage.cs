@@ -13,7 +13,7 @@ namespace ActorVm.Actors.Stress;
 /// <param name="SipisDropped">SIPIs taken outside INIT_RECEIVED and checked to be dropped (I14).</param>
 /// <param name="SipiStarts">SIPIs that started an AP (I14).</param>
 /// <param name="SipisOverridden">INITs posted over a pending SIPI, which they must replace (I14; the LAPIC's view just before the post).</param>
-/// <param name="HaltsWithInterruptsOff">Exits into HLT with IF=0 whose next entry was checked (I12).</param>
+/// <param name="HaltsWithInterruptsOff">HLTs retired with IF=0 (blocking, or ended by the HLT fastpath) whose next entry was checked (I12).</param>
 /// <param name="HeldOffIrqs">Unforced entries with a deliverable IRQ that IF=0, a shadow or another injection kept out, checked for a window request (I11).</param>
 public sealed record CheckerCoverage(
     long TraceLines,

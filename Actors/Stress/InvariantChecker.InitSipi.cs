@@ -1,4 +1,5 @@
 using ActorVm.Actors.RunLoop;
+using ActorVm.Actors.Stats;
 using ActorVm.Actors.Vcpu;
 using ActorVm.Hardware.X86;
 
@@ -89,11 +90,17 @@ public sealed partial class InvariantChecker
     private static bool StartedAt(Cpu cpu, byte vector) =>
         cpu.Seg[(int)SegReg.CS].Selector == vector << 8 && cpu.Rip == 0;
 
-    /// <summary>At an exit: a retired HLT with IF=0 may only be left for an NMI, INIT, SIPI (or SMI).</summary>
-    private void NoteHalt(int vcpu, Track t)
+    /// <summary>
+    /// At an exit: a retired HLT with IF=0 may only be left for an NMI, INIT, SIPI (or SMI), one
+    /// event per HLT. A HLT the fastpath ended (REENTER_GUEST, <c>Halted</c> already cleared) counts
+    /// too: the vendor layer delivers nothing, so the event must be accepted or injected by the
+    /// run loop before the next entry, and a re-entry straight from E10 finds no wake-up at all.
+    /// </summary>
+    private void NoteHalt(int vcpu, Track t, in VmExit exit, FastpathResult fastpath)
     {
         var cpu = _vcpus[vcpu].Cpu;
-        if (cpu.Halted && !cpu.IF)
+        var haltRetired = cpu.Halted || (exit.Reason == ExitReason.Hlt && fastpath == FastpathResult.ReenterGuest);
+        if (haltRetired && !cpu.IF)
         {
             t.HaltedIfClear = true;
             t.HaltWokenBy = null;

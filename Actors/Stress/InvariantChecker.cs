@@ -184,7 +184,7 @@ public sealed partial class InvariantChecker : IRunLoopObserver, Lapic.IApicEven
     public void Exit(int vcpu, in VmExit exit, FastpathResult fastpath, bool forced)
     {
         var track = Record(vcpu, "exit", (long)exit.Reason, exit.InstructionsRetired);
-        NoteHalt(vcpu, track);
+        NoteHalt(vcpu, track, exit, fastpath);
         var shared = _vcpus[vcpu].Shared;
         if (shared.Mode.Read() == ModeWord.OutsideGuestMode)
         {

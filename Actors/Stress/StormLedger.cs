@@ -224,9 +224,15 @@ public sealed record StormLedger(long Sent, long Received, long Lost, long Dupli
 
                     // I12: HLT with IF=0 ends only for NMI, INIT or SIPI (KVM counts a pending SIPI
                     // as an event even when it drops it); the pending fixed IRQ must never end it.
+                    // Each event ends at most one HLT: it is injected or accepted by the run loop
+                    // before the guest runs on, and a HLT the fastpath sees it for waits until then
+                    // (VcpuActor.HltFastpath). An INIT ends a HLT too, but restarts the AP before
+                    // it counts, so the guest's count is NMIs plus stray SIPIs at most. The
+                    // checker's "HLT IF=0" counts the same HLTs per event (I12 in
+                    // InvariantChecker.InitSipi), plus those INIT ended, so it is the larger.
                     if (R(v, Armed) > X(NmisSent) + X(SipisDropped))
                     {
-                        errors.Add($"AP {v} left HLT with IF=0 {R(v, Armed)} times for {X(NmisSent)} NMIs and {X(SipisDropped)} SIPIs (a fixed IRQ woke it, I12)");
+                        errors.Add($"AP {v} left HLT with IF=0 {R(v, Armed)} times for {X(NmisSent)} NMIs and {X(SipisDropped)} SIPIs: a fixed IRQ ended a HLT, or one event several (I12)");
                         suspects.Add(v);
                     }
                 }

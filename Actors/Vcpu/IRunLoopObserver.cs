@@ -90,7 +90,7 @@ public readonly record struct ApicEventsTaken(int Events, byte SipiVector, RunLo
 /// Test-only switches that widen race windows or break the protocol on purpose (negative
 /// controls for the checker). Off by default; never set them outside stress runs.
 /// </summary>
-/// <param name="MaxDelayMicroseconds">Random host-side delay (0 = none) between make_request and kick, between E5 and E7, and between publishing "blocked" and the final check_block.</param>
+/// <param name="MaxDelayMicroseconds">Random host-side delay (0 = none) between make_request and kick, between E5 and E7, between publishing "blocked" and the final check_block, and between posting an NMI, INIT or SIPI and making its request.</param>
 /// <param name="SkipEntryRecheck">Breaks I2: E7 and the E10 re-check are skipped.</param>
 /// <param name="KickBeforeRequest">Breaks I1: the LAPIC kicks before it makes the request.</param>
 public sealed record FaultInjection(int MaxDelayMicroseconds = 0, bool SkipEntryRecheck = false, bool KickBeforeRequest = false, int Seed = 0)

@@ -444,7 +444,13 @@ public sealed class VcpuActor : ReceiveActor
         return true;
     }
 
-    /// <summary>handle_fastpath_hlt (6.12+): emulate the halt; re-enter if an event is already there.</summary>
+    /// <summary>
+    /// handle_fastpath_hlt (6.12+): emulate the halt; re-enter if an event is already there.
+    /// Re-entering delivers nothing by itself: the event is accepted or injected by the run loop,
+    /// which the E10 re-check reaches because the sender's request (EVENT, NMI) is pending. So a
+    /// HLT may end here only for an event whose request is visible, else the guest would run on
+    /// past HLT with the event undelivered, once per HLT, for as long as the request is late.
+    /// </summary>
     private FastpathResult HltFastpath(ref VmExit exit)
     {
         var cpu = _ctx.Cpu;
@@ -452,6 +458,18 @@ public sealed class VcpuActor : ReceiveActor
         {
             exit = next;
             return FastpathResult.None;
+        }
+
+        // A pending INIT/SIPI counts for kvm_vcpu_has_events, but only kvm_apic_accept_events
+        // takes it, in the run loop: keep the vCPU halted and let vcpu_block accept it (it does
+        // without waiting for KVM_REQ_EVENT). __apic_accept_irq makes EVENT right after setting
+        // pending_events; our LAPIC actor resets itself between the two, and a preempted host
+        // thread can stretch that to milliseconds, in which each re-entry would end one more HLT
+        // with IF=0 (the sipi-race storm's I12 ledger error under load). When EVENT is already
+        // pending the guest sees the same either way: the event is accepted before it runs on.
+        if (Shared.ApicEvents != 0)
+        {
+            return FastpathResult.ExitHandled;
         }
 
         if (HasEvents())
@@ -464,16 +482,17 @@ public sealed class VcpuActor : ReceiveActor
     }
 
     /// <summary>
-    /// kvm_vcpu_has_events as far as the vendor layer can see it from shared state: INIT/SIPI,
-    /// a queued or requested NMI, an injectable IRQ with interrupts allowed. Exceptions and
-    /// already-pending NMIs are the run loop's and were injected before this entry.
+    /// kvm_vcpu_has_events as far as the vendor layer can see it from shared state, past the
+    /// pending INIT/SIPI that <see cref="HltFastpath"/> has already sent to vcpu_block: a
+    /// requested NMI, an injectable IRQ with interrupts allowed. Exceptions and already-pending
+    /// NMIs are the run loop's and were injected before this entry. Like KVM (spec §3: REQ_NMI or
+    /// nmi_pending), a queued NMI counts only once its KVM_REQ_NMI is made: nmi_queued alone is
+    /// the sender between atomic_inc and make_request, and process_nmi will not take it yet.
     /// </summary>
     private bool HasEvents()
     {
         var cpu = _ctx.Cpu;
-        return Shared.ApicEvents != 0
-            || Shared.NmiQueued != 0
-            || Shared.TestRequest(KvmRequest.Nmi)
+        return Shared.TestRequest(KvmRequest.Nmi)
             || (Shared.InterruptPending && cpu.IF && !cpu.InterruptShadow);
     }
 }

@@ -221,6 +221,30 @@ public sealed class RunLoopActorSpec : TestKit
         Assert.Equal(1, rig.Stats.RequestsServiced["TLB_FLUSH"]);
     }
 
+    [Fact(DisplayName = "I12: a HALTED vCPU with IF=0 and an NMI queued but not yet requested stays blocked; KVM_REQ_NMI and its kick wake it and inject the NMI")]
+    public void QueuedNmiWakesOnlyWithItsRequest()
+    {
+        var rig = Create();
+        rig.RunLoop.Tell(RunLoopProtocol.Start.Instance);
+        rig.Vcpu.ExpectMsg<Run>(Bound);
+        rig.Cpu.Halted = true; // the HLT fastpath found nothing: EXIT_HANDLED, IF=0
+        rig.Vcpu.Reply(new VcpuExited(new VmExit(ExitReason.Hlt), FastpathResult.ExitHandled, false));
+        rig.Lapic.ExpectMsg<LapicProtocol.SwitchTimer>(Bound); // vcpu_block: the sw timer while blocked
+
+        // The sender between atomic_inc(nmi_queued) and kvm_make_request(KVM_REQ_NMI), and a
+        // wake-up from an older kick: kvm_vcpu_has_events is still false, nothing to run for.
+        rig.Shared.QueueNmi();
+        rig.RunLoop.Tell(RunLoopProtocol.Wake.Instance);
+        rig.Vcpu.ExpectNoMsg(TimeSpan.FromMilliseconds(50));
+        Assert.True(rig.Cpu.Halted);
+
+        rig.Shared.MakeRequest(KvmRequest.Nmi);
+        rig.Shared.Kick();
+        var run = rig.Vcpu.ExpectMsg<Run>(Bound);
+        Assert.Equal(new EventInjection(2, EventType.Nmi), run.Injection);
+        Assert.False(rig.Cpu.Halted);
+    }
+
     [Fact(DisplayName = "I14: an AP waits for INIT then SIPI; SIPI starts it at CS=vector<<8, IP=0; a SIPI while RUNNABLE is dropped")]
     public void InitSipi()
     {

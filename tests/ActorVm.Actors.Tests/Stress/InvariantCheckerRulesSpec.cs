@@ -192,6 +192,26 @@ public sealed class InvariantCheckerRulesSpec : IDisposable
         Assert.Equal("I12", Assert.Single(_checker.Violations).Invariant);
     }
 
+    [Fact(DisplayName = "I12: a HLT with IF=0 that the fastpath re-enters needs its own wake-up; one SIPI does not cover the next HLT")]
+    public void FastpathHaltWithInterruptsOff()
+    {
+        var cpu = _vcpus[1].Cpu; // reset state: IF=0
+        var hlt = new VmExit(ExitReason.Hlt, InstructionsRetired: 1);
+
+        // handle_fastpath_hlt saw the SIPI (Halted already cleared), E10 left for the run loop,
+        // which dropped it (the AP is RUNNABLE): one HLT ended by one SIPI.
+        _checker.Exit(1, hlt, FastpathResult.ReenterGuest, forced: false);
+        _checker.ApicEventsAccepted(1, new ApicEventsTaken(VcpuShared.ApicSipi, 7, MpState.Runnable, MpState.Runnable, cpu.Seg[(int)SegReg.CS].Selector, cpu.Rip));
+        Entry(1);
+        Assert.Empty(_checker.Violations);
+
+        // The next HLT re-entered straight from E10, nothing accepted or injected in between.
+        _checker.Exit(1, hlt, FastpathResult.ReenterGuest, forced: false);
+        Entry(1, reentry: true);
+        Assert.Equal("I12", Assert.Single(_checker.Violations).Invariant);
+        Assert.Equal(2, _checker.Coverage.HaltsWithInterruptsOff);
+    }
+
     [Fact(DisplayName = "I12: a HLT with IF=1 may be left for a fixed IRQ")]
     public void HaltWithInterruptsOn()
     {

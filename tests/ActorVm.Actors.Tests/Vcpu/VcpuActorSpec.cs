@@ -283,6 +283,56 @@ public sealed class VcpuActorSpec : TestKit
         Assert.Equal(1, hlt[nameof(FastpathResult.ReenterGuest)]);
     }
 
+    /// <summary>
+    /// The guest of the sipi-race AP: HLT with IF=0, and an OUT right after it that shows whether
+    /// the vCPU ran on past the HLT (the storm's guest counts there instead).
+    /// </summary>
+    private static void HaltThenOut(Assembler a)
+    {
+        a.cli();
+        a.hlt();
+        a.@out(0x80, al);
+        a.hlt();
+    }
+
+    [Theory(DisplayName = "I12: a pending INIT or SIPI whose EVENT is not made yet ends no HLT in the fastpath: the vCPU stays halted for vcpu_block to accept it")]
+    [InlineData(true)]
+    [InlineData(false)]
+    public void PendingInitSipiKeepsHlt(bool init)
+    {
+        var rig = Create(HaltThenOut);
+
+        // The LAPIC actor between posting the event and making KVM_REQ_EVENT (__apic_accept_irq).
+        if (init)
+        {
+            rig.Shared.PostInit();
+        }
+        else
+        {
+            rig.Shared.PostSipi(0x07);
+        }
+
+        rig.RunLoop.Send(rig.Vcpu, Plain);
+        var exit = rig.RunLoop.ExpectMsg<VcpuExited>(Bound);
+        Assert.Equal((ExitReason.Hlt, FastpathResult.ExitHandled), (exit.Exit.Reason, exit.Fastpath));
+        Assert.True(rig.Cpu.Halted, "the HLT must stay in effect until the run loop accepts the event");
+        Assert.Equal(TestGuest.CodeBase + 2UL, rig.Cpu.Rip);
+        Assert.Equal(0, rig.Stats.FastpathByHandler[nameof(FastpathHandler.Hlt)].GetValueOrDefault(nameof(FastpathResult.ReenterGuest)));
+    }
+
+    [Fact(DisplayName = "I12: a queued NMI whose KVM_REQ_NMI is not made yet ends no HLT in the fastpath (kvm_vcpu_has_events counts the request, not nmi_queued)")]
+    public void QueuedNmiWithoutRequestKeepsHlt()
+    {
+        var rig = Create(HaltThenOut);
+        rig.Shared.QueueNmi(); // the sender between atomic_inc(nmi_queued) and kvm_make_request
+        rig.RunLoop.Send(rig.Vcpu, Plain);
+        var halted = rig.RunLoop.ExpectMsg<VcpuExited>(Bound);
+        Assert.Equal((ExitReason.Hlt, FastpathResult.ExitHandled), (halted.Exit.Reason, halted.Fastpath));
+        Assert.True(rig.Cpu.Halted);
+        Assert.Equal(TestGuest.CodeBase + 2UL, rig.Cpu.Rip);
+        Assert.Equal(0, rig.Stats.FastpathByHandler[nameof(FastpathHandler.Hlt)].GetValueOrDefault(nameof(FastpathResult.ReenterGuest)));
+    }
+
     [Fact(DisplayName = "MSR_WRITE fastpath: x2APIC ICR in x2APIC mode completes WRMSR, hands it to the LAPIC, re-enters; in xAPIC mode it is slowpath")]
     public void IcrFastpath()
     {
