@@ -39,14 +39,18 @@ public static class AllToAllProbe
         Measure(4); // warm-up
         // wake/IPI and entries/IPI (whole run, set-up included: a few per vCPU) say how the IPIs
         // were taken: by a running target (an exit and re-entry) or by waking a halted one.
-        Console.WriteLine($"{"vcpus",6} {"M",5} {"R",6} {"IPIs",8} {"phase ms",10} {"IPIs/s",10} {"accepted",9} {"wake/IPI",9} {"entry/IPI",9}  total s");
+        // The exits behind the entries, per IPI: kicks (EXTERNAL_INTERRUPT), interrupt windows
+        // (an IPI held off by IF=0 in a handler), HLT (the target had gone idle), MSR writes (the
+        // ICR writes themselves, one per IPI sent).
+        Console.WriteLine($"{"vcpus",6} {"M",5} {"R",6} {"IPIs",8} {"phase ms",10} {"IPIs/s",10} {"accepted",9} {"wake/IPI",9} {"entry/IPI",9} {"kick",6} {"window",6} {"hlt",6} {"wrmsr",6}  total s");
         foreach (var n in counts)
         {
             var (m, r) = Shape(n);
             var (phase, accepted, total, stats) = Measure(n);
             var ipis = (long)n * m * r;
             string PerIpi(long x) => ipis > 0 ? ((double)x / ipis).ToString("0.00") : "-";
-            Console.WriteLine($"{n,6} {m,5} {r,6} {ipis,8} {phase.TotalMilliseconds,10:0.0} {(ipis > 0 ? (ipis / phase.TotalSeconds).ToString("0") : "-"),10} {(ipis > 0 ? $"{100.0 * accepted / ipis:0.0}%" : "-"),9} {PerIpi(stats.Wakeups),9} {PerIpi(stats.Entries),9}  {total.TotalSeconds:0.00}");
+            long Exits(string reason) => stats.ExitsByReason.GetValueOrDefault(reason);
+            Console.WriteLine($"{n,6} {m,5} {r,6} {ipis,8} {phase.TotalMilliseconds,10:0.0} {(ipis > 0 ? (ipis / phase.TotalSeconds).ToString("0") : "-"),10} {(ipis > 0 ? $"{100.0 * accepted / ipis:0.0}%" : "-"),9} {PerIpi(stats.Wakeups),9} {PerIpi(stats.Entries),9} {PerIpi(Exits("EXTERNAL_INTERRUPT")),6} {PerIpi(Exits("INTERRUPT_WINDOW")),6} {PerIpi(Exits("HLT")),6} {PerIpi(Exits("MSR_WRITE")),6}  {total.TotalSeconds:0.00}");
         }
 
         return 0;
