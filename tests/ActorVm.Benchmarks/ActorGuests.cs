@@ -67,6 +67,29 @@ public static class ActorGuests
 
     public static void Eoi(this Assembler a) => a.Wrmsr(0x80B, 0);
 
+    /// <summary>INIT, then SIPI to <see cref="ApCode"/> (vector 2 → 0200:0000), both to all excluding self (x2APIC ICR).</summary>
+    public static void StartAps(this Assembler a)
+    {
+        a.Wrmsr(0x830, 0xC4500);
+        a.Wrmsr(0x830, 0xC4600 | (ApCode >> 12));
+    }
+
+    /// <summary>CLI; check; STI; HLT until the dword at <paramref name="counter"/> reaches <paramref name="target"/> (STI's shadow makes the check-then-halt race-free, SDM 6.8.3).</summary>
+    public static void WaitFor(this Assembler a, ushort counter, int target)
+    {
+        var wait = a.CreateLabel();
+        var done = a.CreateLabel();
+        a.Label(ref wait);
+        a.cli();
+        a.cmp(__dword_ptr[counter], target);
+        a.jae(done);
+        a.sti();
+        a.hlt();
+        a.jmp(wait);
+        a.Label(ref done);
+        a.sti();
+    }
+
     public static void DebugExit(this Assembler a)
     {
         a.mov(dx, Hardware.Devices.DebugExit.DefaultPort);

@@ -97,16 +97,15 @@ public static class AllToAllProbe
         ActorGuests.LoadReal(machine, 0, a =>
         {
             a.EnableX2Apic(bsp: true);
-            a.Wrmsr(0x830, 0xC4500); // INIT, all excluding self
-            a.Wrmsr(0x830, 0xC4602); // SIPI vector 2 → 0200:0000, all excluding self
-            WaitFor(a, ActorGuests.Counter, n - 1);
+            a.StartAps();
+            a.WaitFor(ActorGuests.Counter, n - 1);
             a.mov(al, 1);
             a.@out(0x90, al);
             a.Wrmsr(0x830, 0xC4000 | IpiVector); // go: fixed, all excluding self
             a.xor(ebx, ebx); // own APIC ID
             SendShare(a, n, m, r);
             a.@lock.inc(__dword_ptr[Done]);
-            WaitFor(a, Done, n);
+            a.WaitFor(Done, n);
             a.mov(al, 2);
             a.@out(0x90, al);
             a.DebugExit();
@@ -178,21 +177,5 @@ public static class AllToAllProbe
         a.pop(edx);
         a.pop(ecx);
         a.pop(eax);
-    }
-
-    /// <summary>CLI; check; STI; HLT (STI's shadow makes the check-then-halt race-free, SDM 6.8.3).</summary>
-    private static void WaitFor(Iced.Intel.Assembler a, ushort counter, int target)
-    {
-        var wait = a.CreateLabel();
-        var done = a.CreateLabel();
-        a.Label(ref wait);
-        a.cli();
-        a.cmp(__dword_ptr[counter], target);
-        a.jae(done);
-        a.sti();
-        a.hlt();
-        a.jmp(wait);
-        a.Label(ref done);
-        a.sti();
     }
 }

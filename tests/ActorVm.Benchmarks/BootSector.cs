@@ -47,22 +47,14 @@ public static class BootSector
         Place(sector, r, BootAddress, Code32Address);
 
         var p = new Assembler(32);
-        p.mov(ax, DataSelector);
-        p.mov(ds, ax);
-        p.mov(es, ax);
-        p.mov(ss, ax);
-        p.mov(esp, (uint)BootAddress);
+        FlatDataAndStack(p);
         if (guest.Bitness == 64)
         {
             EnterLongMode(p);
             Place(sector, p, Code32Address, Code64Address);
 
             var q = new Assembler(64);
-            q.mov(ax, DataSelector);
-            q.mov(ds, ax);
-            q.mov(es, ax);
-            q.mov(ss, ax);
-            q.mov(esp, (uint)BootAddress);
+            FlatDataAndStack(q);
             guest.EmitLoop(q, iterations);
             Shutdown(q);
             Place(sector, q, Code64Address, GdtAddress);
@@ -151,5 +143,15 @@ public static class BootSector
         }
 
         code.CopyTo(sector, (int)(address - BootAddress));
+    }
+
+    /// <summary>DS, ES and SS from the flat data descriptor, the stack below the boot sector (after each mode switch).</summary>
+    private static void FlatDataAndStack(Assembler a)
+    {
+        a.mov(ax, DataSelector);
+        a.mov(ds, ax);
+        a.mov(es, ax);
+        a.mov(ss, ax);
+        a.mov(esp, (uint)BootAddress);
     }
 }
