@@ -43,7 +43,6 @@ public sealed class VcpuActor : ReceiveActor
 
     /// <summary>The soft-disabled deadline programmed in this actor turn (0: none yet; see <see cref="ProgramPreemptionTimer"/>).</summary>
     private ulong _softDeadline;
-    private bool _softDeadlineKept;
     private ulong _hvProgrammed = VcpuShared.NoDeadline;
     private VmExit _lastExit;
     private bool _awaitingLapic;
@@ -192,7 +191,7 @@ public sealed class VcpuActor : ReceiveActor
             VcpuCounters.AddOwn(ref counters.SecondForcedEntryInInnerLoop);
         }
 
-        var deadline = ProgramPreemptionTimer(force);
+        var deadline = ProgramPreemptionTimer(force, out var deadlineKept);
         if (force && method == ImmediateExitMethod.SelfIpi)
         {
             SendSelfIpi();
@@ -203,7 +202,7 @@ public sealed class VcpuActor : ReceiveActor
         var budget = Math.Min(_ctx.Options.SliceInstructions, _ctx.RemainingInstructions);
         var tpr = Shared.Tpr;
         cpu.Cr8 = VcpuShared.Cr8Of(tpr);
-        var exit = cpu.Run(new VmEntry(deadline, _injection, _irqWindow, _nmiWindow, budget, DeadlineKnownFar: _softDeadlineKept));
+        var exit = cpu.Run(new VmEntry(deadline, _injection, _irqWindow, _nmiWindow, budget, DeadlineKnownFar: deadlineKept));
         if (cpu.SliceDeadlineTsc != deadline)
         {
             // The slice adopted a deadline the LAPIC published after this entry began: the
@@ -259,10 +258,11 @@ public sealed class VcpuActor : ReceiveActor
     /// vmx_update_hv_timer(force): 0 when forced; the LAPIC's hv deadline when offloaded;
     /// otherwise soft-disabled, armed at 0xFFFFFFFF (scaled) so a spurious expiry stays possible.
     /// Without the preemption timer (self-IPI method) there is no deadline at all.
+    /// <paramref name="kept"/>: the soft-disabled deadline programmed earlier in this turn stays.
     /// </summary>
-    private ulong ProgramPreemptionTimer(bool force)
+    private ulong ProgramPreemptionTimer(bool force, out bool kept)
     {
-        _softDeadlineKept = false;
+        kept = false;
         if (_ctx.Options.ImmediateExit != ImmediateExitMethod.PreemptionTimer)
         {
             _ctx.Cpu.PublishedDeadline = null;
@@ -297,8 +297,8 @@ public sealed class VcpuActor : ReceiveActor
         // spurious expiry stays as far away as KVM's. For the same reason a kept deadline is known
         // not to be due, as KVM's timer keeps counting down from the value written then: the
         // slice need not read the clock before its first block either (VmEntry.DeadlineKnownFar).
-        _softDeadlineKept = _softDisabled && _softDeadline != 0;
-        if (!_softDeadlineKept)
+        kept = _softDisabled && _softDeadline != 0;
+        if (!kept)
         {
             _softDeadline = _ctx.Cpu.Clock.ReadTsc() + SoftDisabledSpan;
         }
